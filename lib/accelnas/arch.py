@@ -41,6 +41,14 @@ BLOCK_TYPES = ("conv", "ds", "ibn", "fused", "bottleneck")
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 SE_STYLES = ("efficientnet", "mobilenetv3")
 RESIDUAL_TYPES = ("ds", "ibn", "fused", "bottleneck")
+BLOCK_DOCS = {  # one line per block type, for tables and notebooks
+    "conv": "k x k conv -> BN -> act",
+    "ds": "k x k depthwise -> BN -> act -> [SE] -> 1x1 project -> BN [+ residual]",
+    "ibn": "[1x1 expand to e*C_in] -> k x k depthwise -> [SE] -> 1x1 project [+ residual] (MobileNetV2)",
+    "fused": "k x k conv to e*C_in -> [SE] -> 1x1 project [+ residual] (EfficientNet-EdgeTPU); "
+             "e = 1: one k x k conv",
+    "bottleneck": "1x1 conv (stride) -> k x k conv -> 1x1 conv to c, shortcut, add, act (ResNet v1)",
+}
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

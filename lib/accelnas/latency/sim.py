@@ -1,0 +1,264 @@
+"""Cycle-level simulator of an Edge TPU-class accelerator (pure: numpy-free Python over the op graph).
+
+The machine (all constants come from the accelerator YAML, see `accelnas.hardware`):
+
+* a grid of ``tiles`` tiles, each a ``lanes_out x lanes_in`` MAC array (output channels x input
+  channels per cycle) with ``activation_memory_bytes_per_tile`` of activation SRAM;
+* a parameter SRAM of ``param_sram_bytes`` plus whatever activation memory the network leaves free
+  (the compiler reports 5.0-8.0 MiB on Coral) caching parameters across the whole network; the
+  parameters that do not fit are streamed from off-chip memory (USB/PCIe host memory on Coral, DRAM
+  on Pixel 4) at ``offchip_bandwidth_gbps`` on every inference, double-buffered with compute;
+* fixed costs per invoke and per op, input and output transfers;
+* everything from the first op the accelerator cannot run onwards executes on the host CPU.
+
+Mapping of an op onto the tiles (the compiler's choice: the faster of two splits):
+
+* spatial: the output's H x W split over a ``grid x grid`` arrangement of tiles, all output channels
+  on every tile; channels over the ``lanes_out`` lanes, the reduction (C_in x k x k) over
+  ``lanes_in``; ragged edges waste lanes (a 7 x 7 map on a 4 x 4 grid uses 49 of 64 slots);
+* channel split: output channels split over the tiles, the whole map on every tile.
+
+A depthwise conv reduces over one input channel only, so ``lanes_in - 1`` of every ``lanes_in`` MACs
+idle: it runs at <= 1/lanes_in of peak, the cause of MobileNet's poor Edge TPU utilisation. Every
+op also needs its weights broadcast from the parameter SRAM (``param_bytes_per_cycle``), and
+elementwise / pooling / concatenation ops move activations at ``act_bytes_per_cycle_per_tile``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..graph import OpGraph, Op
+
+KIND_TO_TFLITE = {  # op kind -> TFLite builtin ops it becomes (activation ops added separately)
+    "conv": ("CONV_2D",), "dwconv": ("DEPTHWISE_CONV_2D",), "fc": ("FULLY_CONNECTED",),
+    "add": ("ADD",), "mul": ("MUL",), "concat": ("CONCATENATION",), "maxpool": ("MAX_POOL_2D",),
+    "avgpool": ("AVERAGE_POOL_2D",), "gap": ("MEAN",), "pad": ("PAD",), "reshape": ("RESHAPE",),
+    "scale": ("MUL", "ADD"), "act": (), "input": (),
+}
+ACT_TO_TFLITE = {  # activations TFLite fuses into the producing op need no op of their own
+    None: (), "relu": (), "relu6": (), "hswish": ("HARD_SWISH",), "swish": ("LOGISTIC", "MUL"),
+    "sigmoid": ("LOGISTIC",), "hsigmoid": ("ADD", "RELU6", "MUL"), "softmax": ("SOFTMAX",),
+    "tanh": ("TANH",), "gelu": ("GELU",), "elu": ("ELU",), "selu": ("ELU", "MUL"),
+    "softplus": ("SOFTPLUS",), "leaky_relu": ("LEAKY_RELU",),
+}
+
+
+def tflite_ops(op: Op) -> tuple[str, ...]:
+    """The TFLite builtin ops an op of the graph becomes after int8 conversion."""
+    extra = ("RELU",) if op.kind == "act" and op.activation in ("relu",) else ()
+    extra += ("RELU6",) if op.kind == "act" and op.activation == "relu6" else ()
+    return KIND_TO_TFLITE[op.kind] + extra + ACT_TO_TFLITE[op.activation]
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The simulator's view of an accelerator (units in the names)."""
+
+    name: str
+    clock_hz: float
+    tiles: int
+    lanes_out: int
+    lanes_in: int
+    activation_memory_bytes_per_tile: int
+    param_sram_bytes: int
+    param_bytes_per_cycle: float
+    act_bytes_per_cycle_per_tile: float
+    offchip_bytes_per_s: float
+    input_bytes_per_s: float
+    output_bytes_per_s: float
+    invoke_overhead_s: float
+    per_op_overhead_cycles: float
+    cpu_macs_per_s: float
+    cpu_per_op_s: float
+    supported_ops: frozenset = field(default_factory=frozenset)
+
+    @property
+    def grid(self) -> int:
+        return max(1, int(round(math.sqrt(self.tiles))))
+
+    @property
+    def peak_macs_per_s(self) -> float:
+        return self.clock_hz * self.tiles * self.lanes_out * self.lanes_in
+
+    @property
+    def activation_memory_bytes(self) -> int:
+        return self.tiles * self.activation_memory_bytes_per_tile
+
+    @classmethod
+    def from_accelerator(cls, acc) -> "Machine":
+        return cls(
+            name=acc.name, clock_hz=acc.clock_mhz * 1e6, tiles=acc.tiles,
+            lanes_out=acc.macs_per_cycle_per_tile // acc.lanes_in, lanes_in=acc.lanes_in,
+            activation_memory_bytes_per_tile=acc.activation_memory_bytes_per_tile,
+            param_sram_bytes=acc.param_sram_bytes, param_bytes_per_cycle=acc.param_bytes_per_cycle,
+            act_bytes_per_cycle_per_tile=acc.act_bytes_per_cycle_per_tile,
+            offchip_bytes_per_s=acc.offchip_bandwidth_gbps * 1e9,
+            input_bytes_per_s=acc.input_bandwidth_gbps * 1e9,
+            output_bytes_per_s=acc.output_bandwidth_gbps * 1e9,
+            invoke_overhead_s=acc.invoke_overhead_ms * 1e-3,
+            per_op_overhead_cycles=acc.per_op_overhead_cycles,
+            cpu_macs_per_s=acc.cpu_gmacs_per_s * 1e9, cpu_per_op_s=acc.cpu_per_op_us * 1e-6,
+            supported_ops=frozenset(acc.supported_ops))
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Simulated time of one op."""
+
+    name: str
+    kind: str
+    time_s: float
+    compute_s: float
+    stream_s: float
+    bound: str          # compute | memory | streaming | overhead | cpu-fallback
+    streamed_bytes: int
+    utilisation: float  # MACs / (peak MACs in the op's time), 0 for non-MAC ops
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
+    """Cycles of one op on the tile array (without weight streaming) and what bounds them."""
+    ho, wo, cout = op.out_shape
+    hi, wi, cin = op.in_shape
+    k2 = op.kernel * op.kernel
+    g = m.grid
+    if op.kind in ("conv", "dwconv", "fc"):
+        if op.kind == "fc":
+            ho = wo = 1
+        pos_spatial = _ceil(ho, g) * _ceil(wo, g)
+        if op.kind == "dwconv":
+            red = k2                                 # one input channel per output: lanes_in idle
+            per_pos = lambda c: _ceil(c, m.lanes_out) * red  # noqa: E731
+        else:
+            cin_g = cin // op.groups
+            per_pos = lambda c: _ceil(c, m.lanes_out) * _ceil(cin_g, m.lanes_in) * k2  # noqa: E731
+        spatial = pos_spatial * per_pos(cout)
+        channel = ho * wo * per_pos(_ceil(cout, m.tiles))
+        mac_cycles = min(spatial, channel)
+        # weights are broadcast from the parameter SRAM to the tiles once per op
+        load_cycles = op.weight_bytes / m.param_bytes_per_cycle
+        if load_cycles > mac_cycles:
+            return load_cycles, "memory"
+        return mac_cycles, "compute"
+    if op.kind in ("input", "reshape"):
+        return 0.0, "overhead"
+    # elementwise, pooling, concatenation, padding, mean: activation traffic over all tiles
+    moved = op.out_bytes + op.in_bytes * (max(1, len(op.inputs)) if op.kind != "concat" else 1)
+    if op.kind in ("maxpool", "avgpool"):
+        moved += op.out_bytes * (k2 - 1)
+    return moved / (m.tiles * m.act_bytes_per_cycle_per_tile), "memory"
+
+
+def live_bytes(graph: OpGraph) -> list[int]:
+    """int8 activation bytes live while each op runs (its inputs, output and tensors kept for later)."""
+    last_use: dict[str, int] = {}
+    for i, o in enumerate(graph.ops):
+        for name in o.inputs:
+            last_use[name] = i
+    size = {o.name: (0 if o.kind == "reshape" else o.out_bytes) for o in graph.ops}
+    live: dict[str, int] = {}
+    out = []
+    for i, o in enumerate(graph.ops):
+        live[o.name] = size[o.name]
+        out.append(sum(live.values()))
+        for name in o.inputs:
+            if last_use.get(name) == i:
+                live.pop(name, None)
+        if o.name not in last_use:
+            live.pop(o.name, None)
+    return out
+
+
+def supported(op: Op, m: Machine) -> tuple[bool, str]:
+    missing = [t for t in tflite_ops(op) if t not in m.supported_ops]
+    if missing:
+        return False, f"{'/'.join(missing)} not supported by {m.name}"
+    if op.kind == "fc" and op.out_shape[:2] != (1, 1):
+        return False, "FULLY_CONNECTED with a non 1-D output"
+    return True, ""
+
+
+@dataclass
+class SimResult:
+    latency_ms: float
+    ops: list[OpTime]
+    param_bytes_on_chip: int
+    param_bytes_streamed: int
+    param_cache_bytes: int
+    peak_activation_bytes: int
+    spill_bytes: int
+    partition_index: int | None   # first op on the CPU (None: all on the accelerator)
+    partition_reason: str
+    breakdown_ms: dict
+
+
+def simulate(graph: OpGraph, m: Machine) -> SimResult:
+    """Simulate one inference of ``graph`` on machine ``m``."""
+    ops = graph.ops
+    # 1. partition at the first unsupported op
+    part, reason = None, ""
+    for i, o in enumerate(ops):
+        ok, why = supported(o, m)
+        if not ok:
+            part, reason = i, f"{o.name}: {why}"
+            break
+    on_tpu = ops if part is None else ops[:part]
+    # 2. activation memory and the parameter cache it leaves
+    live = live_bytes(OpGraph(graph.name, tuple(on_tpu))) if on_tpu else [0]
+    peak = max(live)
+    act_cap = m.activation_memory_bytes
+    spill = sum(max(0, b - act_cap) for b in live)
+    cache = m.param_sram_bytes + max(0, act_cap - peak)
+    # 3. parameter placement: first-fit in execution order
+    free = cache
+    op_times: list[OpTime] = []
+    on_chip = streamed_total = 0
+    t_compute = t_overhead = t_stream_extra = 0.0
+    for o in on_tpu:
+        cyc, bound = compute_cycles(o, m)
+        compute_s = cyc / m.clock_hz
+        streamed = 0
+        if o.weight_bytes:
+            if o.weight_bytes <= free:
+                free -= o.weight_bytes
+                on_chip += o.weight_bytes
+            else:
+                streamed = o.weight_bytes
+                streamed_total += streamed
+        stream_s = streamed / m.offchip_bytes_per_s
+        overhead_s = (m.per_op_overhead_cycles / m.clock_hz) if o.kind != "input" else 0.0
+        t = max(compute_s, stream_s) + overhead_s
+        if stream_s > compute_s:
+            bound = "streaming"
+        elif overhead_s > compute_s:
+            bound = "overhead"
+        util = o.macs / (m.peak_macs_per_s * t) if (o.macs and t) else 0.0
+        op_times.append(OpTime(o.name, o.kind, t, compute_s, stream_s, bound, streamed, util))
+        t_compute += compute_s
+        t_overhead += overhead_s
+        t_stream_extra += max(0.0, stream_s - compute_s)
+    spill_s = 2 * spill / m.offchip_bytes_per_s
+    # 4. host CPU part: the partition tensor goes back over the link, the rest runs on the CPU
+    cpu_s = 0.0
+    if part is not None:
+        back = ops[part].in_bytes / m.output_bytes_per_s
+        for o in ops[part:]:
+            t = o.macs / m.cpu_macs_per_s + (m.cpu_per_op_s if o.kind != "input" else 0.0)
+            op_times.append(OpTime(o.name, o.kind, t, t, 0.0, "cpu-fallback", 0, 0.0))
+            cpu_s += t
+        cpu_s += back
+    io_s = graph.input_shape[0] * graph.input_shape[1] * graph.input_shape[2] / m.input_bytes_per_s
+    io_s += math.prod(graph.output_shape) / m.output_bytes_per_s if part is None else 0.0
+    total = m.invoke_overhead_s + io_s + sum(t.time_s for t in op_times if t.bound != "cpu-fallback")
+    total += spill_s + cpu_s
+    return SimResult(
+        latency_ms=total * 1e3, ops=op_times, param_bytes_on_chip=on_chip,
+        param_bytes_streamed=streamed_total, param_cache_bytes=cache, peak_activation_bytes=peak,
+        spill_bytes=spill, partition_index=part, partition_reason=reason,
+        breakdown_ms={"invoke": m.invoke_overhead_s * 1e3, "io": io_s * 1e3,
+                      "compute": t_compute * 1e3, "per_op": t_overhead * 1e3,
+                      "streaming": t_stream_extra * 1e3, "spill": spill_s * 1e3, "cpu": cpu_s * 1e3})
