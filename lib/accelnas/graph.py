@@ -32,6 +32,26 @@ OP_ACTIVATIONS = (None, "relu", "relu6", "hswish", "swish", "sigmoid", "hsigmoid
                   "tanh", "gelu", "elu", "selu", "softplus", "leaky_relu")
 COMPUTE_KINDS = ("conv", "dwconv", "fc")
 
+KIND_TO_TFLITE = {  # op kind -> TFLite builtin ops it becomes (activation ops added separately)
+    "conv": ("CONV_2D",), "dwconv": ("DEPTHWISE_CONV_2D",), "fc": ("FULLY_CONNECTED",),
+    "add": ("ADD",), "mul": ("MUL",), "concat": ("CONCATENATION",), "maxpool": ("MAX_POOL_2D",),
+    "avgpool": ("AVERAGE_POOL_2D",), "gap": ("MEAN",), "pad": ("PAD",), "reshape": ("RESHAPE",),
+    "scale": ("MUL", "ADD"), "act": (), "input": (),
+}
+ACT_TO_TFLITE = {  # activations TFLite fuses into the producing op need no op of their own
+    None: (), "relu": (), "relu6": (), "hswish": ("HARD_SWISH",), "swish": ("LOGISTIC", "MUL"),
+    "sigmoid": ("LOGISTIC",), "hsigmoid": ("ADD", "RELU6", "MUL"), "softmax": ("SOFTMAX",),
+    "tanh": ("TANH",), "gelu": ("GELU",), "elu": ("ELU",), "selu": ("ELU", "MUL"),
+    "softplus": ("SOFTPLUS",), "leaky_relu": ("LEAKY_RELU",),
+}
+
+
+def tflite_ops(op: Op) -> tuple[str, ...]:
+    """The TFLite builtin ops an op of the graph becomes after int8 conversion."""
+    extra = ("RELU",) if op.kind == "act" and op.activation in ("relu",) else ()
+    extra += ("RELU6",) if op.kind == "act" and op.activation == "relu6" else ()
+    return KIND_TO_TFLITE[op.kind] + extra + ACT_TO_TFLITE[op.activation]
+
 Shape = tuple[int, int, int]
 
 
