@@ -1,8 +1,13 @@
 # accelnas: everything installs from this file and pyproject.toml, from nothing.
+#   make test    create .venv (pip install -e ".[test]" + the python3 kernel), run pytest
+#   make run     accelnas run $(PARAMS)  (default params/default.yaml) -> outputs/<run_name>/
+#   make smoke   accelnas run params/smoke.yaml (minutes)
+#   make lab     JupyterLab on the repository, opened at notebooks/
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/default.yaml
+LAB_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: venv test run smoke lab bench clean
@@ -26,7 +31,11 @@ smoke: venv
 	$(BIN)/accelnas run params/smoke.yaml
 
 lab: venv
-	$(BIN)/jupyter lab --allow-root --notebook-dir=. notebooks
+	$(BIN)/jupyter lab --allow-root --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
+
+# Runs every benchmarks/*.py script (each prints its figures).
+bench: venv
+	@set -e; for f in benchmarks/*.py; do [ -e "$$f" ] || continue; echo "== $$f"; $(BIN)/python "$$f"; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,174 @@
+"""The ``accelnas`` command line: a thin layer over the library.
+
+Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`):
+
+* ``accelnas run PARAMS [--only 01,02] [--set key=value ...]``: execute the workbook notebooks
+  (see `accelnas.runner.run`).
+* ``accelnas zoo [NAME ...] [--resolution N] [--json]``: the reference models with their
+  parameters and MACs (analytic op graph, no TensorFlow).
+
+Coming: ``latency``, ``compat``, ``export`` (add a ``_add_<name>`` parser function and list it in
+`SUBCOMMANDS`). Heavy modules (papermill, TensorFlow) are imported inside the command that needs
+them, so ``accelnas --help`` stays fast. User errors print one line on stderr and exit with 2
+(bad params, missing file, bad argument) or 1 (a notebook failed); ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from .runner import NotebookFailed
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """A command-line argument the user can fix."""
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+def parse_set(items: Sequence[str] | None) -> dict:
+    """``["search.trials=3", "seed=1"]`` -> ``{"search.trials": 3, "seed": 1}`` (values parsed
+    as YAML scalars/lists: ``3`` -> int, ``true`` -> bool, ``[a, b]`` -> list, ``x`` -> str)."""
+    import yaml
+
+    out = {}
+    for item in items or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="execute notebooks 01..05 for a params file",
+                       description="Execute notebooks/01_*.ipynb .. 05_*.ipynb in order with "
+                                   "papermill into OUTPUTS/<run_name>/executed/ and write "
+                                   "OUTPUTS/<run_name>/manifest.json. Stops at the first "
+                                   "failing notebook.")
+    p.add_argument("params", metavar="PARAMS", help="params YAML, e.g. params/smoke.yaml")
+    p.add_argument("--only", metavar="NB[,NB...]",
+                   help="run only these notebooks, by number or name (e.g. 01,02)")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a params key (dotted path, YAML value); repeatable")
+    p.add_argument("--notebooks", default="notebooks", metavar="DIR",
+                   help="folder with the notebooks (default: notebooks)")
+    p.add_argument("--outputs", default="outputs", metavar="DIR",
+                   help="root of the run folders (default: outputs)")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args) -> int:
+    from . import runner
+
+    run_dir = runner.run(args.params, notebooks_dir=args.notebooks, outputs_root=args.outputs,
+                         overrides=parse_set(args.overrides), only=args.only)
+    print(f"done: {run_dir}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# zoo
+
+def _add_zoo(sub) -> None:
+    p = sub.add_parser("zoo", help="list the reference models with parameters and MACs",
+                       description="Reference models (architectures as data) with their "
+                                   "parameter counts and MACs from the analytic op graph.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these models (default: all)")
+    p.add_argument("--resolution", type=int, metavar="N",
+                   help="input resolution (default: each model's own)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_zoo)
+
+
+def zoo_table(names: Sequence[str] | None = None, resolution: int | None = None) -> list[dict]:
+    """One row per zoo model: name, resolution, params, macs, weight_bytes, blocks."""
+    from . import graph, zoo
+
+    rows = []
+    for name in names or zoo.names():
+        arch = zoo.get(name, resolution=resolution)
+        g = graph.from_arch(arch)
+        rows.append({"name": name, "resolution": arch.resolution, "params": g.params,
+                     "macs": g.macs, "weight_bytes": g.weight_bytes})
+    return rows
+
+
+def _cmd_zoo(args) -> int:
+    if args.resolution is not None and args.resolution <= 0:
+        raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
+    rows = zoo_table(args.names, args.resolution)
+    if args.json:
+        print(json.dumps({"models": rows}))
+        return EXIT_OK
+    width = max(len("model"), *(len(r["name"]) for r in rows))
+    print(f"{'model':<{width}}  {'res':>4}  {'params (M)':>10}  {'MACs (M)':>9}  {'int8 (MB)':>9}")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['resolution']:>4}  {r['params'] / 1e6:>10.2f}  "
+              f"{r['macs'] / 1e6:>9.1f}  {r['weight_bytes'] / 1e6:>9.2f}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# parser and entry point
+
+#: Parser builders, one per subcommand, in help order. Later: latency, compat, export.
+SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_zoo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="accelnas",
+        description="Accelerator-aware neural architecture search workbench.",
+        epilog="Run 'accelnas COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"accelnas: error: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``accelnas`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NotebookFailed as e:
+        if args.debug:
+            raise
+        _error(str(e))
+        return EXIT_FAILED
+    except (ValueError, FileNotFoundError) as e:  # includes accelnas.params.ParamsError
+        if args.debug:
+            raise
+        _error(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # python -m accelnas.cli
+    sys.exit(main())
