@@ -1,0 +1,438 @@
+"""Run parameters: a schema declared as data, strict validation, defaults, overrides.
+
+Pure module (no TensorFlow). A params file (``params/smoke.yaml``, ``default.yaml``, ``paper.yaml``)
+is read with ``yaml.safe_load``, checked against `SCHEMA` and returned as plain nested dicts with
+every default filled in. An unknown key, a value of the wrong type or an impossible value raises
+`ParamsError` naming the file, the dotted key (``proxy.epochs``), the bad value and what is allowed.
+
+The schema is data: nested dicts whose leaves are `Key` (type, default, one-line doc, allowed
+values or range). Adding a parameter is adding one `Key` line; `validate` is generic and is also
+used for the accelerator files (`accelnas.hardware`). Checks that involve several keys live in
+`_cross_check`.
+
+Example::
+
+    p = params.load("params/smoke.yaml")
+    p = params.override(p, {"proxy.epochs": 1})
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .arch import ACTIVATIONS, SE_STYLES
+from .zoo import names as _zoo_names
+
+
+class ParamsError(ValueError):
+    """An invalid params (or accelerator) file; the message names file, key, value and the fix.
+
+    Attributes:
+        source: the file (or ``<dict>``) the value came from.
+        key: dotted key (``proxy.epochs``, ``search_space.stages[2].stride``); '' for the file.
+    """
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source, self.key = str(source), key
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+"""Default of a `Key` that must be given."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One leaf of a schema.
+
+    Attributes:
+        type: ``int``, ``float`` (ints accepted, stored as float), ``str``, ``bool``, ``list`` or
+            ``dict`` (a mapping with free string keys).
+        default: filled in when the key is absent (validated like a given value); `REQUIRED`: none.
+        doc: one line, with units.
+        choices: allowed values (scalars, or the items of a list).
+        min, max: inclusive bounds; gt: exclusive lower bound (numbers, or list/dict items).
+        pattern: regular expression a string must match in full; hint: its human wording.
+        item: spec of list items / mapping values: a `Key`, or a section (dict of Keys).
+        min_len: minimum number of list items / mapping entries.
+        unique: list items must be distinct.
+    """
+
+    type: type
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    gt: float | None = None
+    pattern: str | None = None
+    hint: str | None = None
+    item: Any = None
+    min_len: int = 0
+    unique: bool = False
+
+
+_TYPE_WORDS = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list",
+               dict: "mapping"}
+
+# EfficientNet-EdgeTPU-S skeleton (FACTS.md 5): stride, base output channels, base repeats.
+EDGETPU_S_STAGES = [
+    {"stride": 1, "channels": 24, "repeats": 1}, {"stride": 2, "channels": 32, "repeats": 2},
+    {"stride": 2, "channels": 48, "repeats": 4}, {"stride": 2, "channels": 96, "repeats": 5},
+    {"stride": 1, "channels": 144, "repeats": 4}, {"stride": 2, "channels": 192, "repeats": 2},
+]
+
+SPACE_BLOCK_TYPES = ("ibn", "fused", "conv")
+"""Block types the search space may choose between (see `accelnas.arch` for their semantics)."""
+
+_POS_INT = dict(min=1)  # with Key(int, ...)
+
+SCHEMA: dict = {
+    "run_name": Key(str, "default", "names the output folder outputs/<run_name>/",
+                    pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", hint="letters, digits, _ . - (a folder name)"),
+    "seed": Key(int, 0, "seed of the one RNG every random decision draws from", min=0),
+    "dataset": Key(str, "cifar10", "training data of the proxy task",
+                   pattern=r"cifar10|synthetic|folder:.+|tfds:[A-Za-z0-9_./:-]+",
+                   hint="cifar10, synthetic, folder:PATH or tfds:NAME"),
+    "accelerators": Key(list, ["coral", "pixel4"],
+                        "accelerators to model: names under params/hardware/ or YAML paths",
+                        item=Key(str), min_len=1, unique=True),
+    "target_accelerator": Key(str, "coral", "the accelerator the search optimises for "
+                                            "(one of accelerators)"),
+    "search_space": {
+        "resolution": Key(int, 224, "input size (pixels) at which latency is modelled", min=8, max=2048),
+        "num_classes": Key(int, 1000, "classifier outputs of the deployed model", min=2),
+        "stem_channels": Key(int, 32, "output channels of the 3x3 stride-2 stem conv", min=1),
+        "head_channels": Key(int, 1280, "1x1 head conv channels before pooling (0: none)", min=0),
+        "activation": Key(str, "relu", "activation of stem and head, and the default of blocks",
+                          choices=ACTIVATIONS),
+        "se_style": Key(str, "mobilenetv3", "squeeze-excite flavour when se_ratio > 0",
+                        choices=SE_STYLES),
+        "stages": Key(list, EDGETPU_S_STAGES, "skeleton: stride, base channels, base repeats per stage",
+                      min_len=1, item={"stride": Key(int, REQUIRED, "stride of the stage's first block",
+                                                     choices=(1, 2)),
+                                       "channels": Key(int, REQUIRED, "base output channels", min=1),
+                                       "repeats": Key(int, REQUIRED, "base number of blocks", min=1)}),
+        "block_types": Key(list, ["ibn", "fused", "conv"], "block type choices per stage",
+                           item=Key(str, choices=SPACE_BLOCK_TYPES), min_len=1, unique=True),
+        "kernels": Key(list, [3, 5], "depthwise / fused kernel size choices",
+                       item=Key(int, choices=(1, 3, 5, 7)), min_len=1, unique=True),
+        "expand_ratios": Key(list, [4, 6, 8], "expansion ratio choices of ibn / fused blocks",
+                             item=Key(float, min=1, max=16), min_len=1, unique=True),
+        "width_mults": Key(list, [0.75, 1.0, 1.25], "output-channel multipliers of the base channels "
+                                                    "(rounded with make_divisible)",
+                           item=Key(float, gt=0, max=4), min_len=1, unique=True),
+        "repeat_deltas": Key(list, [-1, 0, 1], "added to the base repeats (at least 1 block remains)",
+                             item=Key(int, min=-8, max=8), min_len=1, unique=True),
+        "se_ratios": Key(list, [0.0, 0.25], "squeeze-excite ratio choices (0: no SE)",
+                         item=Key(float, min=0, max=0.5), min_len=1, unique=True),
+        "activations": Key(list, ["relu", "relu6", "hswish", "swish"], "block activation choices",
+                           item=Key(str, choices=ACTIVATIONS), min_len=1, unique=True),
+    },
+    "samples": Key(int, 200, "architectures notebook 01 samples to show the space", **_POS_INT),
+    "proxy": {
+        "subset": Key(int, 5000, "training images of the proxy task", **_POS_INT),
+        "epochs": Key(int, 3, "training epochs per candidate", **_POS_INT),
+        "resolution": Key(int, 32, "training input size of the proxy task, pixels", min=8, max=1024),
+        "batch_size": Key(int, 128, "training batch size", **_POS_INT),
+        "width_mult": Key(float, 0.5, "width multiplier applied to candidates for proxy training",
+                          gt=0, max=4),
+    },
+    "search": {
+        "controller": Key(str, "evolution", "search algorithm (random is the baseline)",
+                          choices=("evolution", "policy_gradient", "random")),
+        "trials": Key(int, 24, "candidates trained and scored", **_POS_INT),
+        "population": Key(int, 8, "evolution: population size; policy_gradient: samples per update",
+                          **_POS_INT),
+        "sample_size": Key(int, 3, "evolution: tournament size (<= population)", **_POS_INT),
+        "target_latency_ms": Key(dict, {"coral": 5.0, "pixel4": 3.6},
+                                 "latency target T per accelerator name, ms",
+                                 item=Key(float, gt=0), min_len=1),
+        "alpha": Key(float, -0.07, "reward exponent when latency <= T (MnasNet soft: -0.07)",
+                     min=-2, max=0),
+        "beta": Key(float, -0.07, "reward exponent when latency > T (hard constraint: -1)",
+                    min=-2, max=0),
+    },
+    "latency": {
+        "method": Key(str, "apm", "latency estimator used in the search loop",
+                      choices=("apm", "sim")),
+        "measure_threads": Key(int, 2, "CPU threads of host TFLite measurements", **_POS_INT),
+    },
+    "scaling": {
+        "latency_targets": Key(list, [1.0, 1.6, 3.5],
+                               "compound-scaling targets as multiples of the search target latency",
+                               item=Key(float, gt=0), min_len=1, unique=True),
+    },
+    "report": {
+        "baselines": Key(list, ["mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "mobilenet_v2",
+                                "efficientnet_b0", "efficientnet_edgetpu_s", "mobilenet_edgetpu"],
+                         "zoo models trained under the same proxy budget",
+                         item=Key(str, choices=tuple(_zoo_names())), unique=True),
+        "seeds": Key(list, [0], "training seeds per model (mean and spread are reported)",
+                     item=Key(int, min=0), min_len=1, unique=True),
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# generic validation
+
+def _fmt(v: Any) -> str:
+    return repr(v) if not isinstance(v, (list, dict)) else yaml.safe_dump(v, default_flow_style=True).strip()
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def describe(spec: Any) -> str:
+    """What a spec allows, in words (used in error messages and `schema_rows`)."""
+    if isinstance(spec, dict):
+        return "mapping with keys " + ", ".join(spec)
+    word = _TYPE_WORDS[spec.type]
+    if spec.type in (list, dict):
+        inner = describe(spec.item) if spec.item is not None else "anything"
+        size = f"at least {spec.min_len} " if spec.min_len else ""
+        what = "items" if spec.type is list else "values"
+        return f"{word} of {size}{'distinct ' if spec.unique else ''}{what}: {inner}"
+    if spec.choices is not None:
+        return "one of " + ", ".join(str(c) for c in spec.choices)
+    if spec.hint:
+        return spec.hint
+    if spec.pattern:
+        return f"{word} matching {spec.pattern}"
+    bounds = []
+    if spec.gt is not None:
+        bounds.append(f"> {spec.gt:g}")
+    if spec.min is not None:
+        bounds.append(f">= {spec.min:g}")
+    if spec.max is not None:
+        bounds.append(f"<= {spec.max:g}")
+    return f"{word} {' and '.join(bounds)}".strip()
+
+
+def _type_ok(value: Any, typ: type) -> Any:
+    """The value converted to ``typ``, or a ``_BAD`` marker."""
+    if typ is bool:
+        return value if isinstance(value, bool) else _BAD
+    if isinstance(value, bool):
+        return _BAD
+    if typ is int:
+        return value if isinstance(value, int) else _BAD
+    if typ is float:
+        return float(value) if isinstance(value, (int, float)) else _BAD
+    if typ is list:
+        return list(value) if isinstance(value, (list, tuple)) else _BAD
+    if typ is dict:
+        return value if isinstance(value, Mapping) else _BAD
+    return value if isinstance(value, typ) else _BAD
+
+
+_BAD = object()
+
+
+def validate(data: Any, spec: Any, source: str = "<dict>", key: str = "") -> Any:
+    """Check ``data`` against ``spec`` (a section dict or a `Key`); return it with defaults filled.
+
+    Raises:
+        ParamsError: naming ``source``, the dotted key, the bad value and what is allowed.
+    """
+    if isinstance(spec, dict):
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ParamsError(source, key, f"expected a mapping with keys {', '.join(spec)}, "
+                                           f"got {_fmt(data)}")
+        for k in data:
+            if k not in spec:
+                sub = f"{key}.{k}" if key else str(k)
+                raise ParamsError(source, sub, f"unknown key; {_suggest(k, spec)}"
+                                               f"allowed keys: {', '.join(spec)}")
+        out = {}
+        for k, sub_spec in spec.items():
+            sub = f"{key}.{k}" if key else k
+            if k in data:
+                value = data[k]
+            elif isinstance(sub_spec, dict):
+                value = {}
+            elif sub_spec.default is REQUIRED:
+                raise ParamsError(source, sub, f"missing; add it ({sub_spec.doc}; "
+                                               f"{describe(sub_spec)})")
+            else:
+                value = copy.deepcopy(sub_spec.default)
+            out[k] = validate(value, sub_spec, source, sub)
+        return out
+
+    value = _type_ok(data, spec.type)
+    if value is _BAD:
+        hint = ""
+        if spec.type is float and isinstance(data, str) and re.fullmatch(r"[-+]?\d+e[-+]?\d+", data):
+            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
+        raise ParamsError(source, key, f"got {_fmt(data)} ({type(data).__name__}), expected "
+                                       f"{_TYPE_WORDS[spec.type]}{hint}; allowed: {describe(spec)}")
+    if spec.type is list:
+        if len(value) < spec.min_len:
+            raise ParamsError(source, key, f"got {_fmt(data)}: needs at least {spec.min_len} item(s); "
+                                           f"allowed: {describe(spec)}")
+        if spec.item is not None:
+            value = [validate(v, spec.item, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        if spec.unique:
+            seen = []
+            for v in value:
+                if v in seen:
+                    raise ParamsError(source, key, f"got {_fmt(data)}: {_fmt(v)} is repeated; "
+                                                   f"allowed: {describe(spec)}")
+                seen.append(v)
+        return value
+    if spec.type is dict:
+        if len(value) < spec.min_len:
+            raise ParamsError(source, key, f"got {_fmt(data)}: needs at least {spec.min_len} "
+                                           f"entr{'y' if spec.min_len == 1 else 'ies'}")
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ParamsError(source, f"{key}.{k}", f"keys must be strings, got {k!r}")
+            out[k] = validate(v, spec.item, source, f"{key}.{k}") if spec.item is not None else v
+        return out
+    bad = None
+    if spec.type is float and not math.isfinite(value):
+        bad = "not a finite number"
+    elif spec.choices is not None and value not in spec.choices:
+        bad = _suggest(value, spec.choices).rstrip() if isinstance(value, str) else ""
+    elif spec.pattern is not None and not re.fullmatch(spec.pattern, value):
+        bad = ""
+    elif ((spec.gt is not None and not value > spec.gt) or (spec.min is not None and value < spec.min)
+          or (spec.max is not None and value > spec.max)):
+        bad = "out of range"
+    if bad is not None:
+        raise ParamsError(source, key, f"got {_fmt(data)}{'; ' + bad if bad else ''}; "
+                                       f"allowed: {describe(spec)}")
+    return value
+
+
+def schema_rows(spec: dict | None = None, prefix: str = "") -> list[dict]:
+    """The schema as table rows: key (dotted), type, default, allowed, doc (for docs and notebooks)."""
+    rows = []
+    for k, sub in (SCHEMA if spec is None else spec).items():
+        name = f"{prefix}{k}"
+        if isinstance(sub, dict):
+            rows += schema_rows(sub, name + ".")
+        else:
+            rows.append({"key": name, "type": _TYPE_WORDS[sub.type], "default": sub.default,
+                         "allowed": describe(sub), "doc": sub.doc})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# run params
+
+def _cross_check(p: dict, source: str, base_dir: Path | None) -> dict:
+    """Checks across keys; resolves accelerator YAML paths to absolute paths (cwd-independent)."""
+    from . import hardware  # hardware imports ParamsError from here
+
+    names = []
+    for i, entry in enumerate(p["accelerators"]):
+        try:
+            acc = hardware.load_accelerator(entry, base_dir=base_dir)
+        except ParamsError as e:
+            raise ParamsError(source, f"accelerators[{i}]", f"{entry!r} does not resolve: {e}") from None
+        if acc.name in names:
+            raise ParamsError(source, f"accelerators[{i}]", f"{entry!r} repeats accelerator {acc.name!r}")
+        names.append(acc.name)
+        if hardware.is_path(entry):
+            p["accelerators"][i] = acc.source
+    if p["target_accelerator"] not in names:
+        raise ParamsError(source, "target_accelerator",
+                          f"got {p['target_accelerator']!r}, which is not in accelerators; "
+                          f"{_suggest(p['target_accelerator'], names)}allowed: {', '.join(names)}")
+    targets = p["search"]["target_latency_ms"]
+    for name in names:
+        if name not in targets:
+            raise ParamsError(source, f"search.target_latency_ms.{name}",
+                              f"missing: every accelerator needs a latency target in ms "
+                              f"(given for: {', '.join(targets)})")
+    known = set(names) | set(hardware.available())
+    for name in targets:
+        if name not in known:
+            raise ParamsError(source, f"search.target_latency_ms.{name}",
+                              f"unknown accelerator; {_suggest(name, names)}"
+                              f"allowed keys: {', '.join(names)}")
+    s = p["search"]
+    if s["sample_size"] > s["population"]:
+        raise ParamsError(source, "search.sample_size", f"got {s['sample_size']}, larger than "
+                                                        f"search.population ({s['population']}); "
+                                                        f"allowed: integer in [1, {s['population']}]")
+    return p
+
+
+def load_dict(data: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> dict:
+    """Validate a params mapping (e.g. parsed YAML); return plain nested dicts with defaults filled.
+
+    Args:
+        data: the mapping (None: all defaults).
+        source: named in error messages (the file path).
+        base_dir: where relative accelerator YAML paths are looked up first (then the cwd).
+
+    Raises:
+        ParamsError: unknown key, wrong type, impossible value or an inconsistency between keys.
+    """
+    p = validate(data, SCHEMA, source)
+    return _cross_check(p, source, Path(base_dir) if base_dir is not None else None)
+
+
+def load(path: str | Path) -> dict:
+    """Read and validate a params YAML file (see `load_dict`)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ParamsError(str(path), "", f"cannot read the params file ({e.strerror}); "
+                                         f"files in params/: {', '.join(available())}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ParamsError(str(path), "", f"not valid YAML: {e}") from None
+    return load_dict(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def override(params: dict, overrides: Mapping[str, Any], source: str = "<override>") -> dict:
+    """A copy of validated ``params`` with dotted keys replaced, validated again.
+
+    ``override(p, {"proxy.epochs": 1, "search.target_latency_ms.coral": 4.0})``. A whole list is
+    replaced at once (``{"accelerators": ["coral"]}``).
+    """
+    p = copy.deepcopy(params)
+    for dotted, value in overrides.items():
+        parts = str(dotted).split(".")
+        node = p
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ParamsError(source, ".".join(parts[:i + 1]),
+                                  f"is a {type(child).__name__}, not a section: cannot set {dotted!r}")
+            node = child
+        node[parts[-1]] = copy.deepcopy(value)
+    return load_dict(p, source=source)
+
+
+def params_dir() -> Path:
+    """``params/`` of the repository this package is installed from."""
+    return Path(__file__).resolve().parents[2] / "params"
+
+
+def available() -> list[str]:
+    """Params files shipped in ``params/`` (file names)."""
+    return sorted(f.name for f in params_dir().glob("*.yaml"))
