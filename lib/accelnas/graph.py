@@ -40,9 +40,12 @@ KIND_TO_TFLITE = {  # op kind -> TFLite builtin ops it becomes (activation ops a
 }
 ACT_TO_TFLITE = {  # activations TFLite fuses into the producing op need no op of their own
     None: (), "relu": (), "relu6": (), "hswish": ("HARD_SWISH",), "swish": ("LOGISTIC", "MUL"),
-    "sigmoid": ("LOGISTIC",), "hsigmoid": ("ADD", "RELU6", "MUL"), "softmax": ("SOFTMAX",),
-    "tanh": ("TANH",), "gelu": ("GELU",), "elu": ("ELU",), "selu": ("ELU", "MUL"),
-    "softplus": ("SOFTPLUS",), "leaky_relu": ("LEAKY_RELU",),
+    # int8 conversion measured with TF 2.21 (tests/test_tflite.py): hard-sigmoid after a conv folds
+    # "+3, ReLU6" into the conv and leaves a MUL; ELU stays float between DEQUANTIZE / QUANTIZE.
+    "sigmoid": ("LOGISTIC",), "hsigmoid": ("MUL",), "softmax": ("SOFTMAX",),
+    "tanh": ("TANH",), "gelu": ("GELU",), "elu": ("DEQUANTIZE", "ELU", "QUANTIZE"),
+    "selu": ("GREATER", "MUL", "EXP", "SUB", "SELECT"), "softplus": ("EXP", "ADD", "LOG"),
+    "leaky_relu": ("LEAKY_RELU",),
 }
 
 
