@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 from collections.abc import Callable, Sequence
 
@@ -125,10 +126,96 @@ def _cmd_zoo(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# latency, compat
+
+def _add_latency(sub) -> None:
+    p = sub.add_parser("latency", help="estimate a model's latency on an accelerator",
+                       description="MODEL: a zoo name, keras:<ApplicationName> (weights=None, 1000 "
+                                   "classes) or a .keras / .tflite file.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--hardware", default="coral", metavar="NAME|PATH",
+                   help="accelerator: coral, pixel4 or a YAML path (default coral)")
+    p.add_argument("--method", default="sim", choices=("sim", "apm", "measure"))
+    p.add_argument("--resolution", type=int, metavar="N", help="input pixels (default: the model's)")
+    p.add_argument("--threads", type=int, default=1, help="host CPU threads for --method measure")
+    p.add_argument("--ops", action="store_true", help="also print the per-op breakdown (sim)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_latency)
+
+
+def _cmd_latency(args) -> int:
+    from .latency import estimate
+
+    if args.resolution is not None and args.resolution <= 0:
+        raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
+    r = estimate(args.model, args.hardware, args.method, resolution=args.resolution,
+                 threads=args.threads)
+    if args.json:
+        print(json.dumps(r.to_dict(with_ops=args.ops)))
+        return EXIT_OK
+    print(f"{r.model} on {r.hardware} ({r.method}, {r.resolution} px): {r.latency_ms:.2f} ms")
+    if r.macs is not None:
+        print(f"  MACs {r.macs / 1e6:.1f} M, params {r.params / 1e6:.2f} M")
+    if r.param_bytes_streamed is not None:
+        print(f"  parameters on chip {r.param_bytes_on_chip / 1e6:.2f} MB, streamed "
+              f"{r.param_bytes_streamed / 1e6:.2f} MB per inference")
+    if r.partition_index is not None:
+        print(f"  CPU fallback from op {r.partition_index}: {r.partition_reason}")
+    for k, v in r.breakdown_ms.items():
+        print(f"  {k:<10} {v:8.3f} ms")
+    if r.note:
+        print(f"  note: {r.note}")
+    if args.ops:
+        for o in r.ops:
+            print(f"  {o['name']:<36} {o['kind']:<7} {o['time_ms']:8.4f} ms  {o['bound']}")
+    return EXIT_OK
+
+
+def _add_compat(sub) -> None:
+    p = sub.add_parser("compat", help="Edge TPU compatibility of a model (int8 TFLite op by op)",
+                       description="Converts MODEL (zoo name, keras:<Application>, .keras or "
+                                   ".tflite) to int8 TFLite and reports each op as mapped or not "
+                                   "for the Edge TPU, the partition point and the CPU share.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--hardware", default="coral", metavar="NAME|PATH",
+                   help="accelerator whose supported_ops apply (default coral)")
+    p.add_argument("--resolution", type=int, metavar="N", help="input pixels (default: the model's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_compat)
+
+
+def _cmd_compat(args) -> int:
+    import numpy as np
+
+    from .compat import edgetpu_compat
+    from .latency import as_accelerator, resolve
+
+    acc = as_accelerator(args.hardware)
+    label, obj = resolve(args.model, args.resolution)
+    if isinstance(obj, Path):
+        tfl = obj.read_bytes()
+    else:
+        from .export import to_int8_tflite
+
+        if not hasattr(obj, "layers"):
+            from .builder import build
+
+            obj = build(obj)
+        shape = tuple(int(d) for d in obj.input_shape[1:])
+        tfl = to_int8_tflite(obj, np.random.default_rng(0).random((8, *shape), dtype=np.float32))
+    report = edgetpu_compat(tfl, supported_ops=acc.supported_ops)
+    if args.json:
+        print(json.dumps({"model": label, "hardware": acc.name, **report.summary()}, default=str))
+    else:
+        print(f"{label} on {acc.name}:")
+        print(report)
+    return EXIT_OK
+
+# ---------------------------------------------------------------------------------------------
 # parser and entry point
 
 #: Parser builders, one per subcommand, in help order. Later: latency, compat, export.
-SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_zoo)
+SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_zoo, _add_latency, _add_compat)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -39,6 +39,15 @@ HARDWARE_SCHEMA: dict = {
     "output_bandwidth_gbps": Key(doc="output tensor transfer bandwidth, GB/s", **_POS),
     "invoke_overhead_ms": Key(doc="fixed cost per inference, ms", **_POS),
     "per_op_overhead_cycles": Key(doc="fixed cost per op (layer), cycles", **_POS),
+    "lanes_in": Key(doc="input-channel (reduction) lanes of a tile's MAC array; output lanes = "
+                        "macs_per_cycle_per_tile / lanes_in", **_POS_INT),
+    "mac_efficiency": Key(doc="share of mapped MAC slots doing useful work (pipeline fill, "
+                              "activation fetch), 0-1", type=float, gt=0, max=1),
+    "param_bytes_per_cycle": Key(doc="parameter SRAM -> tiles broadcast bandwidth, bytes/cycle", **_POS),
+    "act_bytes_per_cycle_per_tile": Key(doc="activation traffic of elementwise/pooling/concat ops, "
+                                            "bytes/cycle/tile", **_POS),
+    "cpu_gmacs_per_s": Key(doc="host CPU int8 throughput for the part after a partition, GMAC/s", **_POS),
+    "cpu_per_op_us": Key(doc="host CPU cost per op after a partition, microseconds", **_POS),
     "supported_ops": Key(list, REQUIRED, "TFLite builtin ops the accelerator runs (others fall back "
                                          "to the CPU from the first unsupported op on)",
                          item=Key(str, pattern=r"[A-Z][A-Z0-9_]*", hint="TFLite op name, e.g. CONV_2D"),
@@ -83,6 +92,12 @@ class Accelerator:
     output_bandwidth_gbps: float
     invoke_overhead_ms: float
     per_op_overhead_cycles: float
+    lanes_in: int
+    mac_efficiency: float
+    param_bytes_per_cycle: float
+    act_bytes_per_cycle_per_tile: float
+    cpu_gmacs_per_s: float
+    cpu_per_op_us: float
     supported_ops: tuple[str, ...]
     exclude: Exclusions = Exclusions()
     source: str = ""  # the YAML file it came from

@@ -71,7 +71,7 @@ class Machine:
             name=acc.name, clock_hz=acc.clock_mhz * 1e6, tiles=acc.tiles,
             lanes_out=acc.macs_per_cycle_per_tile // acc.lanes_in, lanes_in=acc.lanes_in,
             activation_memory_bytes_per_tile=acc.activation_memory_bytes_per_tile,
-            param_sram_bytes=acc.param_sram_bytes, param_bytes_per_cycle=acc.param_bytes_per_cycle,
+            param_sram_bytes=acc.param_cache_bytes, param_bytes_per_cycle=acc.param_bytes_per_cycle,
             act_bytes_per_cycle_per_tile=acc.act_bytes_per_cycle_per_tile,
             offchip_bytes_per_s=acc.offchip_bandwidth_gbps * 1e9,
             input_bytes_per_s=acc.input_bandwidth_gbps * 1e9,
