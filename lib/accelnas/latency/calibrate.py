@@ -1,6 +1,6 @@
 """Calibration of the latency models against published Edge TPU latencies.
 
-The table (`lib/accelnas/data/calibration.csv`, copied with its sources from the project's fact
+The table (`lib/accelnas/resources/calibration.csv`, copied with its sources from the project's fact
 sheet) lists real measurements: model, builder (``zoo:<name>`` or ``keras:<Application>``),
 resolution, hardware, latency_ms, source.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from ..graph import OpGraph
 from ..hardware import load_accelerator
 
-CALIBRATION_CSV = Path(__file__).resolve().parents[1] / "data" / "calibration.csv"
+CALIBRATION_CSV = Path(__file__).resolve().parents[1] / "resources" / "calibration.csv"
 
 # (field, low, high) of the constants fitted on coral (shared with pixel4: same architecture)
 SHARED_BOUNDS = (("mac_efficiency", 0.2, 1.0), ("per_op_overhead_cycles", 200, 1800),
