@@ -28,3 +28,14 @@ def test_smoke_workbook(tmp_path):
         arch = decode_arch(text)
         assert all((b.activation or arch.activation) != "swish" for b in arch.blocks)
     assert (run_dir / "executed" / "01_search_space.ipynb").exists()
+    # notebook 02: the latency models
+    assert (run_dir / "executed" / "02_latency_model.ipynb").exists()
+    validation = pd.read_csv(run_dir / "latency_validation.csv")
+    assert {"model", "hardware", "latency_ms", "sim_ms", "sim_error", "apm_ms", "apm_fit_ms"} <= set(validation.columns)
+    assert set(validation.hardware) == {"coral", "pixel4"} and (validation.sim_error.abs() <= 0.25).all()
+    for acc in ("coral", "pixel4"):
+        model = json.loads((run_dir / "latency_models" / f"apm_{acc}.json").read_text())
+        assert model["accelerator"] == acc and len(model["coef"]) == 4
+        assert model["accelerator_constants"]["name"] == acc
+    avs = pd.read_parquet(run_dir / "apm_vs_sim.parquet")
+    assert set(avs.split) == {"fit", "eval"} and (avs.sim_ms > 0).all()
