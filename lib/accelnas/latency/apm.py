@@ -95,7 +95,7 @@ class APM:
         h = -(-r // arch.stem.stride)
         shape = (h, h, arch.stem.out_channels)
         total = np.zeros(_F)
-        peak = 0.0
+        peak = float(r * r * 3 + shape[0] * shape[1] * shape[2])  # input image + stem output, live together
         for b in arch.blocks:
             for i in range(b.repeats):
                 f, shape = self._block(arch, b, shape, b.stride if i == 0 else 1)
