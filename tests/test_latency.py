@@ -269,3 +269,16 @@ def test_benchmark_script_json():
     assert d["n_archs"] == 100 and d["apm_archs_per_s"] > 0 and d["sim_nets_per_s"] > 0
     assert d["kendall_tau_apm_vs_sim"] >= 0.85 and d["calibration_mape_sim"] < 0.10
     assert len(d["calibration_rows"]) >= 7
+
+
+@pytest.mark.slow
+def test_cli_compat_json(capsys):
+    from accelnas.cli import main
+
+    assert main(["compat", "efficientnet_edgetpu_s", "--resolution", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["model"] == "efficientnet_edgetpu_s" and out["hardware"] == "coral"
+    assert out["fully_mapped"] is True
+    assert main(["compat", "mobilenet_v3_small", "--resolution", "64", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["fully_mapped"] is False and out["partition_index"] is not None

@@ -185,24 +185,12 @@ def _add_compat(sub) -> None:
 
 
 def _cmd_compat(args) -> int:
-    import numpy as np
-
     from .compat import edgetpu_compat
-    from .latency import as_accelerator, resolve
+    from .latency import as_accelerator, int8_tflite, resolve
 
     acc = as_accelerator(args.hardware)
     label, obj = resolve(args.model, args.resolution)
-    if isinstance(obj, Path):
-        tfl = obj.read_bytes()
-    else:
-        from .export import to_int8_tflite
-
-        if not hasattr(obj, "layers"):
-            from .builder import build
-
-            obj = build(obj)
-        shape = tuple(int(d) for d in obj.input_shape[1:])
-        tfl = to_int8_tflite(obj, np.random.default_rng(0).random((8, *shape), dtype=np.float32))
+    tfl, _ = int8_tflite(obj)
     report = edgetpu_compat(tfl, supported_ops=acc.supported_ops)
     if args.json:
         print(json.dumps({"model": label, "hardware": acc.name, **report.summary()}, default=str))

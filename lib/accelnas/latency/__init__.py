@@ -160,30 +160,38 @@ def estimate(model, accelerator: Accelerator | str | Path = "coral", method: str
                          partition_reason=r.partition_reason, breakdown_ms=r.breakdown_ms, ops=ops, **common)
 
 
-def _measure(label: str, obj, *, threads: int, runs: int) -> LatencyReport:
+def int8_tflite(obj) -> tuple[bytes, OpGraph | None]:
+    """int8 TFLite bytes of a resolved model (`resolve`), and its op graph (None for a .tflite file).
+
+    Models are quantized with 8 seeded random images in [0, 1) as representative data: enough for
+    timing and op mapping, not for accuracy (`accelnas.export.to_int8_tflite` takes real data).
+    """
+    if isinstance(obj, Path):
+        return obj.read_bytes(), None
     import numpy as np
 
+    from ..export import to_int8_tflite
+
+    keras_model = obj
+    if isinstance(obj, (ArchSpec, OpGraph)):
+        from ..builder import build, build_graph
+
+        keras_model = build(obj) if isinstance(obj, ArchSpec) else build_graph(obj)
+    shape = tuple(int(d) for d in keras_model.input_shape[1:])
+    rep = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
+    return to_int8_tflite(keras_model, rep), to_graph(keras_model)
+
+
+def _measure(label: str, obj, *, threads: int, runs: int) -> LatencyReport:
     from ..measure import edgetpu_available, measure_tflite
 
-    if isinstance(obj, Path):
-        tfl, res, g = obj.read_bytes(), None, None
-    else:
-        from ..export import to_int8_tflite
-
-        keras_model = obj
-        if isinstance(obj, (ArchSpec, OpGraph)):
-            from ..builder import build, build_graph
-
-            keras_model = build(obj) if isinstance(obj, ArchSpec) else build_graph(obj)
-        shape = tuple(int(d) for d in keras_model.input_shape[1:])
-        rep = np.random.default_rng(0).random((8, *shape), dtype=np.float32)
-        tfl = to_int8_tflite(keras_model, rep)
-        res, g = shape[0], to_graph(keras_model)
+    tfl, g = int8_tflite(obj)
+    res = g.input_shape[0] if g else None
     m = measure_tflite(tfl, threads=threads, runs=runs)
     ok, why = edgetpu_available()
     note = "" if ok else f"timed on the host CPU; Edge TPU not available: {why}"
     return LatencyReport(model=label, hardware=m["device"], method="measure", resolution=res,
                          latency_ms=m["latency_ms"], macs=g.macs if g else None,
-                         params=g.params if g else None, breakdown_ms={k: v for k, v in m.items()
-                                                                      if k.endswith("_ms")},
+                         params=g.params if g else None,
+                         breakdown_ms={k: v for k, v in m.items() if k.endswith("_ms") and k != "latency_ms"},
                          note=note)
