@@ -6,8 +6,13 @@ Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`)
   (see `accelnas.runner.run`).
 * ``accelnas zoo [NAME ...] [--resolution N] [--json]``: the reference models with their
   parameters and MACs (analytic op graph, no TensorFlow).
+* ``accelnas latency MODEL --hardware H --method sim|apm|measure`` and ``accelnas compat MODEL``:
+  latency estimates and Edge TPU compatibility (`accelnas.latency`, `accelnas.compat`).
+* ``accelnas search PARAMS [--controller C] [--set key=value ...]``: run or resume the search
+  alone (`accelnas.search.run_search`; keras-tuner's distributed chief/worker mode via its
+  ``KERASTUNER_*`` variables).
 
-Coming: ``latency``, ``compat``, ``export`` (add a ``_add_<name>`` parser function and list it in
+Coming: ``export`` (add a ``_add_<name>`` parser function and list it in
 `SUBCOMMANDS`). Heavy modules (papermill, TensorFlow) are imported inside the command that needs
 them, so ``accelnas --help`` stays fast. User errors print one line on stderr and exit with 2
 (bad params, missing file, bad argument) or 1 (a notebook failed); ``--debug`` shows the traceback.
@@ -80,6 +85,44 @@ def _cmd_run(args) -> int:
     run_dir = runner.run(args.params, notebooks_dir=args.notebooks, outputs_root=args.outputs,
                          overrides=parse_set(args.overrides), only=args.only)
     print(f"done: {run_dir}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# search
+
+def _add_search(sub) -> None:
+    p = sub.add_parser("search", help="run or resume the architecture search of a params file",
+                       description="Run (or resume) the search phase alone (what notebook 03 "
+                                   "runs): trials land in OUTPUTS/<run_name>/search/<controller>/ "
+                                   "and OUTPUTS/<run_name>/trials.parquet. Distributed: start the "
+                                   "same command with KERASTUNER_TUNER_ID=chief and tuner0, tuner1, "
+                                   "... and KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set.")
+    p.add_argument("params", metavar="PARAMS", help="params YAML, e.g. params/default.yaml")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a params key (dotted path, YAML value); repeatable")
+    p.add_argument("--controller", choices=("evolution", "policy_gradient", "random"),
+                   help="override search.controller")
+    p.add_argument("--outputs", default="outputs", metavar="DIR",
+                   help="root of the run folders (default: outputs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete this controller's finished trials and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-trial lines")
+    p.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args) -> int:
+    from . import params as params_mod
+    from .search import run_search
+
+    p = params_mod.load(args.params)
+    if args.overrides:
+        p = params_mod.override(p, parse_set(args.overrides))
+    run_dir = Path(args.outputs) / p["run_name"]
+    frame = run_search(p, run_dir, controller=args.controller, overwrite=args.overwrite,
+                       progress=not args.quiet, log=None if args.quiet else print)
+    done = int((frame.status == "completed").sum()) if len(frame) else 0
+    print(f"done: {run_dir / 'trials.parquet'} ({len(frame)} trials, {done} completed)")
     return EXIT_OK
 
 
@@ -202,8 +245,8 @@ def _cmd_compat(args) -> int:
 # ---------------------------------------------------------------------------------------------
 # parser and entry point
 
-#: Parser builders, one per subcommand, in help order. Later: latency, compat, export.
-SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_zoo, _add_latency, _add_compat)
+#: Parser builders, one per subcommand, in help order. Later: export.
+SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_search, _add_zoo, _add_latency, _add_compat)
 
 
 def build_parser() -> argparse.ArgumentParser:

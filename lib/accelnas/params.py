@@ -164,6 +164,15 @@ SCHEMA: dict = {
                      min=-2, max=0),
         "beta": Key(float, -0.07, "reward exponent when latency > T (hard constraint: -1)",
                     min=-2, max=0),
+        "reward": Key(str, "target", "which latencies the reward uses: target (target_accelerator "
+                      "only), product (a factor per accelerator), worst (the most penalised one)",
+                      choices=("target", "product", "worst")),
+        "latency_cap": Key(float, 2.0, "reject before training a candidate slower than latency_cap "
+                           "x T on any accelerator the reward uses (0: no cap)", min=0),
+        "learning_rate": Key(float, 0.2, "policy_gradient: step size of the REINFORCE update on "
+                             "the choice logits", gt=0, max=10),
+        "baseline_decay": Key(float, 0.9, "policy_gradient: moving-average decay of the reward "
+                              "baseline", min=0, max=0.999),
     },
     "latency": {
         "method": Key(str, "apm", "latency estimator used in the search loop",

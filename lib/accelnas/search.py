@@ -1,0 +1,436 @@
+"""The architecture search: a keras-tuner tuner over the `accelnas.oracles` controllers.
+
+`run_search(params, run_dir)` is what notebook 03 and ``accelnas search`` call. Per trial the
+tuner (`NASTuner.run_trial`):
+
+1. decodes the trial's values into an `ArchSpec` (the deployed model: params' resolution/classes),
+2. estimates its latency on every accelerator in params (``latency.method``: apm or sim),
+3. rejects it, before any training, when it cannot be deployed (an op an accelerator does not
+   map) or breaks the latency cap (the oracle screens proposals the same way, so this only
+   triggers when a distributed worker has other params),
+4. trains its proxy (`accelnas.train.train_proxy`: ``proxy`` params, the stride rule of
+   `accelnas.proxy`) and computes the reward (`accelnas.reward.multi_reward`),
+5. writes ``result.json`` into its trial folder at once and returns ``reward``, ``accuracy`` and
+   ``latency_ms_<accelerator>`` to the oracle.
+
+A trial that fails (diverges, cannot be built, runs out of memory) is recorded as failed with its
+reason and the search goes on. Everything lives under ``<run_dir>/search/<controller>/`` (keras-tuner's
+project: ``oracle.json``, ``trial_*/trial.json`` + ``result.json``); running again with the same
+params resumes from the finished trials. keras-tuner's distributed mode works unchanged: run the
+same command with ``KERASTUNER_TUNER_ID=chief`` (serves the oracle) and ``tuner0``, ``tuner1``, ...
+(workers), all with ``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` and the same run folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .arch import ArchSpec, decode_arch
+from .graph import from_arch
+from .hardware import Accelerator, load_accelerators
+from .io import write_json, write_parquet
+from .latency import as_accelerator, estimate, machine
+from .latency.sim import supported
+from .oracles import ArchOracle, make_oracle
+from .reward import multi_reward, used_accelerators
+from .space import SearchSpace
+
+SEARCH_DIR = "search"
+CONFIG_FILE = "search_config.json"
+RESULT_FILE = "result.json"
+# params sections that define a search; a project on disk searched with others is not resumed
+_CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search_space", "proxy",
+                "latency")
+_SEARCH_KEYS = ("controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
+                "reward", "latency_cap", "learning_rate", "baseline_decay")
+
+
+# ------------------------------------------------------------------------------------ screening
+
+@dataclass
+class Screen:
+    """Latency per accelerator, deployability and the latency cap of a candidate.
+
+    Args:
+        space: the search space (decodes value dicts).
+        accelerators: the accelerators of params, by name.
+        targets_ms: target latency per accelerator name, ms.
+        method: latency estimator (``apm`` or ``sim``).
+        latency_cap: reject candidates slower than ``latency_cap x T`` on an accelerator the
+            reward uses (0: no cap).
+        reward_uses: the accelerators the reward uses (`accelnas.reward.used_accelerators`).
+    """
+
+    space: SearchSpace
+    accelerators: dict[str, Accelerator]
+    targets_ms: dict[str, float]
+    method: str = "apm"
+    latency_cap: float = 0.0
+    reward_uses: list[str] = field(default_factory=list)
+
+    def latencies(self, arch: ArchSpec) -> dict[str, float]:
+        """Estimated latency per accelerator, ms."""
+        return {n: float(estimate(arch, acc, self.method).latency_ms) for n, acc in self.accelerators.items()}
+
+    def deploy_problem(self, arch: ArchSpec) -> str | None:
+        """Why ``arch`` cannot be deployed on one of the accelerators (first unmapped op), or None."""
+        g = from_arch(arch)
+        for name, acc in self.accelerators.items():
+            m = machine(acc)
+            for op in g.ops:
+                ok, why = supported(op, m)
+                if not ok:
+                    return f"not deployable: {op.name} on {name}: {why}"
+        return None
+
+    def cap_problem(self, latencies: Mapping[str, float]) -> str | None:
+        """Why the latencies break the cap, or None."""
+        if not self.latency_cap:
+            return None
+        for name in self.reward_uses:
+            cap = self.latency_cap * self.targets_ms[name]
+            if latencies[name] > cap:
+                return (f"over the latency cap: {latencies[name]:.2f} ms on {name} > "
+                        f"{self.latency_cap:g} x {self.targets_ms[name]:g} ms")
+        return None
+
+    def __call__(self, values: Mapping[str, Any]) -> str | None:
+        arch = self.space.from_values(values)
+        return self.deploy_problem(arch) or self.cap_problem(self.latencies(arch))
+
+
+# ---------------------------------------------------------------------------------------- tuner
+
+def _tuner_base():
+    from keras_tuner.engine.base_tuner import BaseTuner
+
+    return BaseTuner
+
+
+class NASTuner(_tuner_base()):
+    """Runs trials: latency, screening, proxy training, reward (see the module docstring).
+
+    Args:
+        oracle: an `accelnas.oracles.ArchOracle`.
+        screen: the `Screen` (latency per accelerator, deployability, cap).
+        reward: keyword arguments of `accelnas.reward.multi_reward` (``targets_ms``, ``alpha``,
+            ``beta``, ``combine``, ``target``).
+        train_fn: ``(arch, data, seed) -> dict`` with at least ``accuracy`` in [0, 1] (default:
+            `proxy_trainer` of the params' ``proxy`` section).
+        seed: the search seed (each trial trains with ``seed * 100_003 + trial number``).
+        progress: a tqdm bar to advance per finished trial (or None).
+        log: a callable taking one line per finished trial (or None).
+        directory, project_name, overwrite: keras-tuner's project (``overwrite=False`` resumes).
+    """
+
+    def __init__(self, oracle: ArchOracle, *, screen: Screen, reward: dict,
+                 train_fn: Callable[[ArchSpec, Any, int], dict], seed: int = 0,
+                 progress=None, log: Callable[[str], None] | None = None, **kwargs):
+        self.screen = screen
+        self.reward_kwargs = dict(reward)
+        self.train_fn = train_fn
+        self.seed = int(seed)
+        self.progress = progress
+        self.log = log
+        super().__init__(oracle, **kwargs)
+
+    def run_trial(self, trial, data=None):
+        from keras_tuner.errors import FailedTrialError
+
+        start = time.perf_counter()
+        tid = trial.trial_id
+        record: dict[str, Any] = {"trial_id": tid, "controller": getattr(self.oracle, "controller", ""),
+                                  "tuner_id": self.tuner_id}
+        try:
+            arch = self.screen.space.from_values(trial.hyperparameters.values, name=f"trial_{tid}")
+            record["arch"] = arch.encode()
+            lat = self.screen.latencies(arch)
+            record["latency_ms"] = lat
+            reason = self.screen.deploy_problem(arch) or self.screen.cap_problem(lat)
+            if reason:
+                raise _Rejected(reason)
+            result = self.train_fn(arch, data, self.seed * 100_003 + int(tid))
+            acc = float(result["accuracy"])
+            if not np.isfinite(acc):
+                raise _Rejected(f"diverged: accuracy {acc}")
+            reward = multi_reward(acc, lat, **self.reward_kwargs)
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, then the search goes on
+            record.update(status="failed", reason=_reason(e), wall_s=time.perf_counter() - start)
+            if not isinstance(e, _Rejected):
+                record["traceback"] = traceback.format_exc(limit=8)
+            write_json(Path(self.get_trial_dir(tid)) / RESULT_FILE, record)
+            raise FailedTrialError(record["reason"]) from e
+        record.update(status="completed", accuracy=acc, reward=reward,
+                      wall_s=time.perf_counter() - start,
+                      train={k: v for k, v in result.items() if k != "accuracy"})
+        write_json(Path(self.get_trial_dir(tid)) / RESULT_FILE, record)
+        return {"reward": reward, "accuracy": acc, **{f"latency_ms_{n}": v for n, v in lat.items()}}
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        rec = read_result(Path(self.get_trial_dir(trial.trial_id)))
+        if self.progress is not None:
+            self.progress.update(1)
+        if self.log is not None and rec:
+            self.log(_trial_line(rec))
+
+    # BaseTuner's model hooks: a trial's model is not kept (the arch string is)
+    def save_model(self, trial_id, model, step=0):
+        return None
+
+    def load_model(self, trial):
+        raise NotImplementedError("search trials keep architectures, not weights: rebuild with "
+                                  "accelnas.builder.build(decode_arch(row.arch))")
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _reason(e: BaseException) -> str:
+    from .train import TrainingDiverged
+
+    if isinstance(e, _Rejected):
+        return str(e)
+    if isinstance(e, TrainingDiverged):
+        return f"diverged: {e}"
+    name = type(e).__name__
+    if isinstance(e, MemoryError) or name == "ResourceExhaustedError" or "OOM" in str(e)[:200]:
+        return f"out of memory: {str(e).splitlines()[0][:300] if str(e) else name}"
+    first = str(e).splitlines()[0][:300] if str(e) else ""
+    return f"failed to build or train: {name}: {first}"
+
+
+def _trial_line(rec: Mapping) -> str:
+    lat = " ".join(f"{n} {v:.2f} ms" for n, v in (rec.get("latency_ms") or {}).items())
+    if rec.get("status") != "completed":
+        return f"trial {rec['trial_id']} {rec.get('controller', '')}: FAILED ({rec.get('reason')}) {lat}"
+    return (f"trial {rec['trial_id']} {rec.get('controller', '')}: accuracy {rec['accuracy']:.3f}  {lat}  "
+            f"reward {rec['reward']:.4f}  ({rec['wall_s']:.0f} s)")
+
+
+# ------------------------------------------------------------------------------ proxy training
+
+def proxy_trainer(proxy: Mapping[str, Any]) -> Callable[[ArchSpec, Any, int], dict]:
+    """The default objective: train the candidate's proxy (``proxy`` params) and return its
+    validation accuracy with the training details."""
+    def train(arch: ArchSpec, data, seed: int) -> dict:
+        from .train import train_proxy
+
+        r = train_proxy(arch, data, epochs=proxy["epochs"], batch_size=proxy["batch_size"],
+                        resolution=proxy["resolution"], width_mult=proxy["width_mult"], seed=seed)
+        return {"accuracy": float(r.accuracy), "val_loss": float(r.val_loss),
+                "train_accuracy": float(r.train_accuracy), "train_wall_s": float(r.wall_s),
+                "proxy_params": int(r.params), "train_images_per_s": float(r.train_images_per_s)}
+    return train
+
+
+# --------------------------------------------------------------------------------- run_search
+
+@dataclass
+class SearchSetup:
+    """Everything a search needs, derived from params (shared by notebook, CLI and benchmark)."""
+
+    params: dict
+    space: SearchSpace
+    accelerators: dict[str, Accelerator]
+    screen: Screen
+    reward: dict
+    oracle: ArchOracle
+
+
+def setup(params: Mapping, *, controller: str | None = None, seed: int | None = None,
+          trials: int | None = None) -> SearchSetup:
+    """Build space, accelerators, screen, reward settings and oracle from validated params
+    (``controller`` / ``seed`` / ``trials`` override the params' values)."""
+    s = dict(params["search"])
+    controller = controller or s["controller"]
+    seed = params["seed"] if seed is None else seed
+    trials = trials or s["trials"]
+    accs = {a.name: a for a in load_accelerators(params["accelerators"])}
+    space = SearchSpace.from_params(params["search_space"], accs.values())
+    targets = {n: float(s["target_latency_ms"][n]) for n in accs}
+    combine = s["reward"]
+    reward = dict(targets_ms=targets, alpha=s["alpha"], beta=s["beta"], combine=combine,
+                  target=params["target_accelerator"])
+    screen = Screen(space, accs, targets, method=params["latency"]["method"],
+                    latency_cap=s["latency_cap"],
+                    reward_uses=used_accelerators(targets, combine, params["target_accelerator"]))
+    oracle = make_oracle(controller, space, max_trials=trials, seed=seed, population=s["population"],
+                         sample_size=s["sample_size"], learning_rate=s["learning_rate"],
+                         baseline_decay=s["baseline_decay"], screen=screen)
+    return SearchSetup(dict(params), space, accs, screen, reward, oracle)
+
+
+def search_config(params: Mapping, controller: str) -> dict:
+    """The params that define a search (a project on disk is resumed only with the same)."""
+    cfg = {k: params[k] for k in _CONFIG_KEYS}
+    cfg["search"] = {k: params["search"][k] for k in _SEARCH_KEYS}
+    cfg["search"]["controller"] = controller
+    return json.loads(json.dumps(cfg, default=str))
+
+
+def _check_config(project: Path, cfg: dict) -> None:
+    f = project / CONFIG_FILE
+    if not f.exists():
+        return
+    old = json.loads(f.read_text())
+    if old == cfg:
+        return
+    diff = sorted(_diff_keys(old, cfg))
+    raise ValueError(f"{project} holds a search made with other params ({', '.join(diff[:8])} "
+                     f"differ); its finished trials are kept: use another run_name, or pass "
+                     f"overwrite=True (accelnas search --overwrite) to start it again")
+
+
+def _diff_keys(a, b, prefix=""):
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in set(a) | set(b):
+            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+    elif a != b:
+        yield prefix.rstrip(".")
+
+
+def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str | None = None,
+               seed: int | None = None, trials: int | None = None, data=None, train_fn=None,
+               overwrite: bool = False, progress: bool = True,
+               log: Callable[[str], None] | None = print) -> pd.DataFrame:
+    """Run (or resume) the search of ``params`` under ``run_dir/search/<controller>/``.
+
+    Args:
+        params: validated params (`accelnas.params.load`).
+        run_dir: the run's output folder.
+        controller / seed / trials: override ``search.controller`` / ``seed`` / ``search.trials``.
+        data: a loaded `accelnas.data.Dataset` (default: loaded from ``dataset`` when trials
+            remain, with ``proxy.subset`` training images).
+        train_fn: the objective (default `proxy_trainer` of ``proxy``).
+        overwrite: start again, deleting this controller's finished trials.
+        progress: show a tqdm bar.
+        log: called with one line per finished trial (None: quiet).
+
+    Returns:
+        `trials_frame` of this project (also written to ``run_dir/trials.parquet`` for all
+        projects under ``run_dir/search``).
+    """
+    su = setup(params, controller=controller, seed=seed, trials=trials)
+    ctrl = su.oracle.controller
+    directory = Path(run_dir) / SEARCH_DIR
+    project = directory / ctrl
+    cfg = search_config(params, ctrl)
+    if cfg["seed"] != su.oracle.search_seed:
+        cfg["seed"] = su.oracle.search_seed
+    if not overwrite:
+        _check_config(project, cfg)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=su.oracle.max_trials, desc=f"search ({ctrl})", unit="trial")
+    tuner = NASTuner(su.oracle, screen=su.screen, reward=su.reward,
+                     train_fn=train_fn or proxy_trainer(params["proxy"]), seed=su.oracle.search_seed,
+                     progress=bar, log=log, directory=str(directory), project_name=ctrl,
+                     overwrite=overwrite)
+    write_json(project / CONFIG_FILE, cfg)
+    done = len(tuner.oracle.end_order) if hasattr(tuner.oracle, "end_order") else 0
+    if bar is not None:
+        bar.update(done)
+    is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") and os.environ.get("KERASTUNER_ORACLE_IP")
+    remaining = su.oracle.max_trials - done
+    if remaining > 0:
+        if data is None and not is_chief:
+            from .data import load_arrays
+
+            data = load_arrays(params["dataset"], seed=params["seed"], subset=params["proxy"]["subset"],
+                               image_size=params["proxy"]["resolution"])
+        tuner.search(data)
+    if bar is not None:
+        bar.close()
+    frame = trials_frame(directory)
+    if not frame.empty:
+        write_parquet(Path(run_dir) / "trials.parquet", frame)
+    return frame[frame.controller == ctrl].reset_index(drop=True) if not frame.empty else frame
+
+
+# ------------------------------------------------------------------------------------ results
+
+def read_result(trial_dir: Path) -> dict | None:
+    f = Path(trial_dir) / RESULT_FILE
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per trial of every project under ``search_dir`` (``run_dir/search``): controller,
+    trial_id, status (completed / failed / running), reason, arch, accuracy, latency_ms_<acc>,
+    reward, wall_s, finished (completion rank within its project), best_reward_so_far."""
+    rows = []
+    for project in sorted(Path(search_dir).glob("*")):
+        oracle_file = project / "oracle.json"
+        if not oracle_file.exists():
+            continue
+        end_order = json.loads(oracle_file.read_text()).get("end_order", [])
+        rank = {tid: i for i, tid in enumerate(end_order)}
+        for tdir in sorted(project.glob("trial_*")):
+            tj = tdir / "trial.json"
+            if not tj.exists():
+                continue
+            t = json.loads(tj.read_text())
+            rec = read_result(tdir) or {}
+            status = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(
+                t.get("status"), "running")
+            row = {"controller": project.name, "trial_id": t["trial_id"], "status": status,
+                   "reason": rec.get("reason") or (_first_error(t.get("message")) if status == "failed" else None),
+                   "arch": rec.get("arch"), "accuracy": rec.get("accuracy"), "reward": rec.get("reward"),
+                   "wall_s": rec.get("wall_s"), "tuner_id": rec.get("tuner_id"),
+                   "finished": rank.get(t["trial_id"])}
+            for n, v in (rec.get("latency_ms") or {}).items():
+                row[f"latency_ms_{n}"] = v
+            for k, v in (rec.get("train") or {}).items():
+                row[k] = v
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["controller", "trial_id", "status", "reason", "arch", "accuracy",
+                                     "reward", "wall_s", "finished"])
+    df = pd.DataFrame(rows).sort_values(["controller", "finished", "trial_id"], na_position="last")
+    df["best_reward_so_far"] = (df["reward"].where(df.status == "completed")
+                                .groupby(df["controller"]).cummax())
+    return df.reset_index(drop=True)
+
+
+def _first_error(message: str | None) -> str | None:
+    if not message:
+        return None
+    lines = [ln for ln in message.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else None
+
+
+def best_archs(frame: pd.DataFrame, n: int = 5, by: str = "reward") -> pd.DataFrame:
+    """The ``n`` best completed trials by ``by`` (all controllers), best first."""
+    done = frame[frame.status == "completed"]
+    return done.sort_values(by, ascending=False).head(n).reset_index(drop=True)
+
+
+def best_arch(frame: pd.DataFrame, by: str = "reward") -> ArchSpec:
+    """The `ArchSpec` of the best completed trial.
+
+    Raises:
+        ValueError: no trial completed (the message lists the failure reasons).
+    """
+    top = best_archs(frame, 1, by)
+    if top.empty:
+        reasons = frame["reason"].dropna().value_counts().head(5).to_dict() if len(frame) else {}
+        raise ValueError(f"no completed trial to pick from ({len(frame)} trials; failures: {reasons}); "
+                         "see trials.parquet / the trial folders under search/")
+    return decode_arch(top.arch.iloc[0])
+
+
+__all__ = ["Screen", "NASTuner", "SearchSetup", "setup", "run_search", "trials_frame", "best_archs",
+           "best_arch", "proxy_trainer", "search_config", "as_accelerator"]
