@@ -1,0 +1,241 @@
+"""The search machinery: oracles, screening, reward, resume, failures, distributed mode.
+
+Most tests use a cheap deterministic objective (accuracy from the architecture's MACs) through
+`run_search(train_fn=...)` so that they test the controllers and keras-tuner plumbing, not
+training; the distributed test and the workbook test train real proxies."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from accelnas import params as params_mod
+from accelnas.graph import from_arch
+from accelnas.search import best_arch, run_search, setup, trials_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return params_mod.load(ROOT / "params" / "smoke.yaml")
+
+
+def macs_objective(arch, data, seed):
+    """More MACs, more accuracy (saturating): a real trade-off against latency."""
+    return {"accuracy": float(np.clip(np.log10(from_arch(arch).macs) / 11.0, 0, 1))}
+
+
+def search(p, tmp, **kw):
+    kw.setdefault("train_fn", macs_objective)
+    return run_search(p, tmp, progress=False, log=None, **kw)
+
+
+@pytest.mark.parametrize("controller", ["evolution", "policy_gradient", "random"])
+def test_same_seed_same_proposals_other_seed_others(smoke, tmp_path, controller):
+    p = params_mod.override(smoke, {"search.population": 3, "search.sample_size": 2})
+    a = search(p, tmp_path / "a", controller=controller, trials=9)
+    b = search(p, tmp_path / "b", controller=controller, trials=9)
+    c = search(p, tmp_path / "c", controller=controller, trials=9, seed=7)
+    assert len(a) == 9 and (a.status == "completed").all()
+    assert list(a.arch) == list(b.arch)
+    assert list(a.reward) == list(b.reward)
+    assert list(a.arch) != list(c.arch)
+    assert a.arch.nunique() == 9  # no architecture is trained twice
+
+
+def test_resume_after_kill_continues_exactly(smoke, tmp_path):
+    """A run killed in the middle of a trial resumes from its finished trials: they are not
+    trained again, the interrupted one is, and the proposals are those of an uninterrupted run."""
+    p = params_mod.override(smoke, {"search.population": 3, "search.sample_size": 2})
+    full = search(p, tmp_path / "full", controller="evolution", trials=8)
+
+    class Killed(BaseException):  # like SIGINT/SIGKILL: not a trial failure
+        pass
+
+    calls = []
+
+    def dies_at_fifth(arch, data, seed):
+        calls.append(arch.encode())
+        if len(calls) == 5:
+            raise Killed()
+        return macs_objective(arch, data, seed)
+
+    with pytest.raises(Killed):
+        search(p, tmp_path / "run", controller="evolution", trials=8, train_fn=dies_at_fifth)
+    on_disk = trials_frame(tmp_path / "run" / "search")
+    assert (on_disk.status == "completed").sum() == 4 and (on_disk.status == "running").sum() == 1
+
+    again = []
+
+    def counting(arch, data, seed):
+        again.append(arch.encode())
+        return macs_objective(arch, data, seed)
+
+    resumed = search(p, tmp_path / "run", controller="evolution", trials=8, train_fn=counting)
+    assert len(again) == 4  # the interrupted trial + 3 new ones; the 4 finished are kept
+    assert again[0] == calls[4]
+    assert list(resumed.arch) == list(full.arch)
+    assert (resumed.status == "completed").all()
+    # raising the trial budget extends the same search
+    more = search(p, tmp_path / "run", controller="evolution", trials=10, train_fn=counting)
+    assert len(more) == 10 and list(more.arch[:8]) == list(full.arch)
+
+
+def test_failed_trials_are_recorded_and_the_search_goes_on(smoke, tmp_path):
+    from accelnas.train import TrainingDiverged
+
+    n = []
+
+    def flaky(arch, data, seed):
+        n.append(1)
+        if len(n) % 3 == 1:
+            raise TrainingDiverged("loss is nan at epoch 1, step 3", epoch=1, step=3, loss=float("nan"))
+        if len(n) % 3 == 2:
+            raise ValueError("cannot build this block")
+        return macs_objective(arch, data, seed)
+
+    df = search(smoke, tmp_path, controller="random", trials=6, train_fn=flaky)
+    assert len(df) == 6
+    assert list(df.status) == ["failed", "failed", "completed"] * 2
+    reasons = df.reason.dropna().tolist()
+    assert sum(r.startswith("diverged") for r in reasons) == 2
+    assert sum(r.startswith("failed to build or train: ValueError: cannot build") for r in reasons) == 2
+    result = json.loads((tmp_path / "search" / "random" / "trial_0" / "result.json").read_text())
+    assert result["status"] == "failed" and "nan" in result["reason"]
+    assert best_arch(df).encode() == df[df.status == "completed"].sort_values("reward").arch.iloc[-1]
+
+
+def test_all_failed_gives_a_clear_message(smoke, tmp_path):
+    def always(arch, data, seed):
+        raise MemoryError("could not allocate 12 GB")
+
+    df = search(smoke, tmp_path, controller="random", trials=2, train_fn=always)
+    assert (df.status == "failed").all() and df.reason.str.startswith("out of memory").all()
+    with pytest.raises(ValueError, match="no completed trial"):
+        best_arch(df)
+
+
+def test_policy_gradient_learns_a_rewarded_choice(smoke, tmp_path):
+    p = params_mod.override(smoke, {"search.population": 4, "search.learning_rate": 1.0})
+
+    def likes_fused_stage1(arch, data, seed):
+        return {"accuracy": 0.8 if arch.blocks[0].type == "fused" else 0.3}
+
+    df = search(p, tmp_path, controller="policy_gradient", trials=40, train_fn=likes_fused_stage1)
+    su = setup(p, controller="policy_gradient", trials=40)
+    first = (df.accuracy.iloc[:12] == 0.8).mean()
+    last = (df.accuracy.iloc[-12:] == 0.8).mean()
+    assert last > first + 0.2, (first, last)
+    # the policy itself moved: replay it from the finished trials
+    from accelnas.search import NASTuner  # noqa: F401  (the project reloads through keras-tuner)
+    su.oracle._set_project_dir(str(tmp_path / "search"), "policy_gradient")
+    su.oracle.reload()
+    probs = su.oracle.probabilities()["s1_block"]
+    assert probs["fused"] > 0.6 > 1 / 3
+
+
+def test_evolution_children_differ_from_a_parent_in_one_decision(smoke, tmp_path):
+    p = params_mod.override(smoke, {"search.population": 4, "search.sample_size": 2})
+    search(p, tmp_path, controller="evolution", trials=12)
+    trials = {}
+    for f in sorted((tmp_path / "search" / "evolution").glob("trial_*/trial.json")):
+        t = json.loads(f.read_text())
+        trials[t["trial_id"]] = t["hyperparameters"]["values"]
+    ids = sorted(trials)
+    for tid in ids[4:]:
+        child = trials[tid]
+        diffs = [sum(child[k] != trials[o][k] for k in child) for o in ids if o < tid]
+        assert 1 in diffs, (tid, diffs)
+
+
+def test_latency_cap_screens_before_training(smoke, tmp_path):
+    p = params_mod.override(smoke, {"search.latency_cap": 1.0, "search.target_latency_ms.coral": 4.0})
+    trained = []
+
+    def record(arch, data, seed):
+        trained.append(arch)
+        return macs_objective(arch, data, seed)
+
+    df = search(p, tmp_path, controller="random", trials=5, train_fn=record)
+    assert (df.latency_ms_coral <= 4.0).all()
+    su = setup(p, controller="random", trials=5)
+    assert all(su.screen.latencies(a)["coral"] <= 4.0 for a in trained)
+    state = json.loads((tmp_path / "search" / "random" / "oracle.json").read_text())
+    rej = state["accelnas"]["rejections"]
+    assert rej and all(r["reason"].startswith("over the latency cap") for r in rej)
+
+    impossible = params_mod.override(smoke, {"search.latency_cap": 1.0,
+                                             "search.target_latency_ms.coral": 0.05})
+    with pytest.raises(RuntimeError, match="latency_cap"):
+        search(impossible, tmp_path / "x", controller="random", trials=2)
+
+
+def test_a_project_made_with_other_params_is_not_resumed(smoke, tmp_path):
+    search(smoke, tmp_path, controller="random", trials=2)
+    other = params_mod.override(smoke, {"proxy.epochs": 2})
+    with pytest.raises(ValueError, match="proxy.epochs"):
+        search(other, tmp_path, controller="random", trials=2)
+    # nothing was lost, and overwrite starts again on purpose
+    assert len(trials_frame(tmp_path / "search")) == 2
+    assert len(search(other, tmp_path, controller="random", trials=1, overwrite=True)) == 1
+
+
+def test_trials_parquet_collects_every_controller(smoke, tmp_path):
+    search(smoke, tmp_path, controller="random", trials=3)
+    search(smoke, tmp_path, controller="evolution", trials=2)
+    df = pd.read_parquet(tmp_path / "trials.parquet")
+    assert sorted(df.controller.unique()) == ["evolution", "random"]
+    assert {"arch", "accuracy", "reward", "latency_ms_coral", "latency_ms_pixel4", "wall_s",
+            "status", "best_reward_so_far"} <= set(df.columns)
+    r = df[df.controller == "random"]
+    assert list(r.best_reward_so_far) == list(r.reward.cummax())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_distributed_chief_and_two_workers(tmp_path):
+    """keras-tuner's chief/worker mode over gRPC on 127.0.0.1: real proxy trainings (smoke
+    budget, synthetic data); every trial is recorded exactly once."""
+    port = _free_port()
+    trials = 4
+    cmd = [sys.executable, "-m", "accelnas.cli", "search", str(ROOT / "params" / "smoke.yaml"),
+           "--outputs", str(tmp_path), "--quiet", "--set", f"search.trials={trials}",
+           "--controller", "random"]
+    procs = {}
+    logs = {}
+    for tid in ("chief", "tuner0", "tuner1"):
+        env = dict(os.environ, KERASTUNER_TUNER_ID=tid, KERASTUNER_ORACLE_IP="127.0.0.1",
+                   KERASTUNER_ORACLE_PORT=str(port), TF_CPP_MIN_LOG_LEVEL="2")
+        logs[tid] = open(tmp_path / f"{tid}.log", "w")
+        procs[tid] = subprocess.Popen(cmd, env=env, stdout=logs[tid], stderr=subprocess.STDOUT)
+        if tid == "chief":
+            time.sleep(4)  # let the chief bind its port first
+    deadline = time.time() + 300
+    try:
+        for tid, proc in procs.items():
+            proc.wait(timeout=max(1, deadline - time.time()))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        for f in logs.values():
+            f.close()
+    out = {tid: (tmp_path / f"{tid}.log").read_text()[-3000:] for tid in procs}
+    assert all(p.returncode == 0 for p in procs.values()), out
+    df = trials_frame(tmp_path / "smoke" / "search")
+    assert len(df) == trials, out
+    assert df.trial_id.is_unique and df.arch.is_unique
+    assert (df.status == "completed").all(), df[["trial_id", "status", "reason"]]
+    assert set(df.tuner_id) <= {"tuner0", "tuner1"} and len(set(df.tuner_id)) == 2
