@@ -335,6 +335,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         from tqdm.auto import tqdm
 
         bar = tqdm(total=su.oracle.max_trials, desc=f"search ({ctrl})", unit="trial")
+    su.oracle.verbose = 0  # keras-tuner's own per-trial tables; `log` prints one line instead
     tuner = NASTuner(su.oracle, screen=su.screen, reward=su.reward,
                      train_fn=train_fn or proxy_trainer(params["proxy"]), seed=su.oracle.search_seed,
                      progress=bar, log=log, directory=str(directory), project_name=ctrl,
@@ -434,5 +435,51 @@ def best_arch(frame: pd.DataFrame, by: str = "reward") -> ArchSpec:
     return decode_arch(top.arch.iloc[0])
 
 
+def rescore(frame: pd.DataFrame, params: Mapping) -> pd.DataFrame:
+    """``frame`` plus ``reward_<acc>``: each completed trial's reward with that accelerator alone
+    as the target (same accuracy, its latency and ``search.target_latency_ms``), to ask which
+    architectures each accelerator would have preferred."""
+    from .reward import mnas_reward
+
+    out = frame.copy()
+    s = params["search"]
+    for name, target in s["target_latency_ms"].items():
+        col = f"latency_ms_{name}"
+        if col not in out:
+            continue
+        ok = (out.status == "completed") & out[col].notna() & out.accuracy.notna()
+        out[f"reward_{name}"] = np.nan
+        out.loc[ok, f"reward_{name}"] = mnas_reward(out.loc[ok, "accuracy"].to_numpy(),
+                                                    out.loc[ok, col].to_numpy(), target,
+                                                    s["alpha"], s["beta"])
+    return out
+
+
+def composition(frame: pd.DataFrame, by: str = "reward", top: int = 5) -> pd.DataFrame:
+    """Per stage, the blocks of the ``top`` completed trials by ``by``: one row per (trial, stage)
+    with block type, kernel, expand_ratio, channels, repeats, activation (the architectures'
+    composition, for "which blocks does each accelerator prefer where")."""
+    rows = []
+    for rank, r in enumerate(best_archs(frame, top, by).itertuples(), start=1):
+        arch = decode_arch(r.arch)
+        for i, b in enumerate(arch.blocks, start=1):
+            rows.append({"rank": rank, "trial_id": r.trial_id, "controller": r.controller, "stage": i,
+                         "block": b.type, "kernel": b.kernel, "expand_ratio": b.expand_ratio,
+                         "channels": b.out_channels, "repeats": b.repeats,
+                         "activation": b.activation or arch.activation})
+    return pd.DataFrame(rows)
+
+
+def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
+    """`composition` rows (with an ``accelerator`` column) summarised per (accelerator, stage):
+    share of each block type, mean kernel, expansion, channels and repeats."""
+    if comp.empty:
+        return pd.DataFrame()
+    shares = pd.crosstab([comp.accelerator, comp.stage], comp.block, normalize="index")
+    shares = shares.reindex(columns=sorted(set(shares.columns) | {"conv", "fused", "ibn"}), fill_value=0.0)
+    means = comp.groupby(["accelerator", "stage"])[["kernel", "expand_ratio", "channels", "repeats"]].mean()
+    return shares.join(means).round(2)
+
+
 __all__ = ["Screen", "NASTuner", "SearchSetup", "setup", "run_search", "trials_frame", "best_archs",
-           "best_arch", "proxy_trainer", "search_config", "as_accelerator"]
+           "best_arch", "rescore", "composition", "composition_summary", "proxy_trainer", "search_config", "as_accelerator"]
