@@ -164,7 +164,7 @@ class NASTuner(_tuner_base()):
                 raise _Rejected(f"diverged: accuracy {acc}")
             reward = multi_reward(acc, lat, **self.reward_kwargs)
         except Exception as e:  # noqa: BLE001 - every failure is recorded, then the search goes on
-            record.update(status="failed", reason=_reason(e), wall_s=time.perf_counter() - start)
+            record.update(status="failed", reason=failure_reason(e), wall_s=time.perf_counter() - start)
             if not isinstance(e, _Rejected):
                 record["traceback"] = traceback.format_exc(limit=8)
             write_json(Path(self.get_trial_dir(tid)) / RESULT_FILE, record)
@@ -196,7 +196,7 @@ class _Rejected(Exception):
     pass
 
 
-def _reason(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
     from .train import TrainingDiverged
 
     if isinstance(e, _Rejected):
