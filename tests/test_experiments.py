@@ -71,3 +71,13 @@ def test_real_training_on_synthetic_data(tmp_path):
     assert df.status.iloc[0] == "completed", df.reason.iloc[0]
     assert 0 <= df.accuracy.iloc[0] <= 1 and 0 <= df.test_accuracy.iloc[0] <= 1
     assert isinstance(pd.read_parquet(tmp_path / CACHE_FILE), pd.DataFrame)
+
+
+def test_proxy_resolution_follows_the_deployment_resolution():
+    from accelnas.experiments import proxy_for
+
+    base = zoo.get("efficientnet_edgetpu_s")
+    assert proxy_for(base, dict(PROXY, resolution=32), 224)["resolution"] == 32
+    assert proxy_for(base.replace(resolution=240), dict(PROXY, resolution=32), 224)["resolution"] == 36
+    assert proxy_for(base.replace(resolution=300), dict(PROXY, resolution=32), 224)["resolution"] == 44
+    assert proxy_for(base.replace(resolution=300), dict(PROXY, resolution=32), None)["resolution"] == 32

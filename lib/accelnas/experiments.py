@@ -33,6 +33,20 @@ def training_key(arch: ArchSpec, proxy: Mapping, dataset: str, seed: int) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
+def proxy_for(arch: ArchSpec, proxy: Mapping, base_resolution: int | None) -> dict:
+    """The proxy budget of ``arch``: ``proxy`` with its resolution scaled like the model's.
+
+    A model deployed at ``arch.resolution`` trains at ``proxy.resolution * arch.resolution /
+    base_resolution`` pixels, rounded to a multiple of 4 (at least 8), so compound scaling's
+    resolution knob reaches the proxy task too (224 -> 32, 240 -> 36, 300 -> 44 with a 32 px proxy
+    of a 224 px search). ``base_resolution`` None: every model trains at ``proxy.resolution``.
+    """
+    out = {k: proxy[k] for k in _PROXY_KEYS}
+    if base_resolution:
+        out["resolution"] = max(8, int(round(proxy["resolution"] * arch.resolution / base_resolution / 4)) * 4)
+    return out
+
+
 def load_cache(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The trainings recorded under ``run_dir`` (empty frame when none)."""
     f = Path(run_dir) / CACHE_FILE
@@ -41,7 +55,8 @@ def load_cache(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mapping, seeds: Iterable[int],
                  *, run_dir: str | os.PathLike, dataset: str, test: bool = True, progress: bool = True,
-                 log: Callable[[str], None] | None = print, train_fn=None) -> pd.DataFrame:
+                 log: Callable[[str], None] | None = print, train_fn=None,
+                 base_resolution: int | None = None) -> pd.DataFrame:
     """Train every ``(name, kind, arch)`` of ``models`` with every seed, reusing cached results.
 
     Args:
@@ -57,6 +72,8 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         progress: tqdm bar over the pairs to train.
         log: one line per finished training (None: quiet).
         train_fn: replaces `accelnas.train.train_proxy` (same keyword arguments).
+        base_resolution: the search's deployment resolution; models deployed at another
+            resolution train at a proportionally scaled proxy resolution (`proxy_for`).
 
     Returns:
         One row per (model, seed): name, kind, seed, status, reason, accuracy (validation),
@@ -70,8 +87,9 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         raise ValueError(f"model names must be unique, got {names}")
     cache = load_cache(run_dir)
     done = {k: r for k, r in zip(cache["key"], cache.to_dict("records")) if r.get("status") == "completed"}
+    budgets = {m[0]: proxy_for(m[2], proxy, base_resolution) for m in models}
     todo = [(m, s) for m in models for s in seeds
-            if training_key(m[2], proxy, dataset, s) not in done]
+            if training_key(m[2], budgets[m[0]], dataset, s) not in done]
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -82,12 +100,14 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     if train_fn is None:
         from .train import train_proxy as train_fn
     for (name, kind, arch), seed in todo:
-        key = training_key(arch, proxy, dataset, seed)
-        row = {"key": key, "name": name, "kind": kind, "seed": seed, "arch": arch.encode()}
+        pb = budgets[name]
+        key = training_key(arch, pb, dataset, seed)
+        row = {"key": key, "name": name, "kind": kind, "seed": seed, "arch": arch.encode(),
+               "proxy_resolution": pb["resolution"]}
         t0 = time.perf_counter()
         try:
-            r = train_fn(arch, data, epochs=proxy["epochs"], batch_size=proxy["batch_size"],
-                         resolution=proxy["resolution"], width_mult=proxy["width_mult"], seed=seed,
+            r = train_fn(arch, data, epochs=pb["epochs"], batch_size=pb["batch_size"],
+                         resolution=pb["resolution"], width_mult=pb["width_mult"], seed=seed,
                          test=test)
             row.update(status="completed", reason=None, accuracy=float(r.accuracy),
                        test_accuracy=None if r.test_accuracy is None else float(r.test_accuracy),
@@ -112,7 +132,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     rows = []
     for name, kind, arch in models:
         for s in seeds:
-            key = training_key(arch, proxy, dataset, s)
+            key = training_key(arch, budgets[name], dataset, s)
             rec = done.get(key)
             if rec is None:
                 hit = cache[cache["key"] == key]
@@ -128,3 +148,35 @@ def summarize(trained: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
     out["std"] = out["std"].fillna(0.0)
     return out.rename(columns={c: f"{value}_{c}" for c in ("mean", "std", "min", "max", "count")})
+
+
+def load_base(run_dir: str | os.PathLike, base: str | None = None, *, resolution: int | None = None,
+              num_classes: int | None = None) -> ArchSpec:
+    """The architecture to scale / report: ``base`` as a zoo name or an architecture string, or
+    (None) the best architecture of the search in ``run_dir/best_archs.json`` (notebook 03).
+
+    Raises:
+        FileNotFoundError: ``base`` is None and the run has no search results (the message says
+            to run notebook 03 or name a base).
+    """
+    from . import zoo
+    from .arch import decode_arch
+
+    if base is None:
+        f = Path(run_dir) / "best_archs.json"
+        if not f.exists():
+            raise FileNotFoundError(f"{f} not found: run notebook 03 (accelnas run PARAMS --only 03) "
+                                    "first, or set the notebook parameter base to a zoo name or an "
+                                    "architecture string")
+        best = json.loads(f.read_text()).get("by_reward") or []
+        if not best:
+            raise ValueError(f"{f} lists no completed trial: every search trial failed (see "
+                             f"trials.parquet); set the notebook parameter base instead")
+        return decode_arch(best[0]["arch"]).replace(name="searched")
+    if base in zoo.names():
+        return zoo.get(base, resolution=resolution, num_classes=num_classes)
+    try:
+        return decode_arch(base)
+    except ValueError as e:
+        raise ValueError(f"base {base!r} is neither a zoo name ({', '.join(zoo.names())}) nor an "
+                         f"architecture string: {e}") from e

@@ -180,9 +180,18 @@ SCHEMA: dict = {
         "measure_threads": Key(int, 2, "CPU threads of host TFLite measurements", **_POS_INT),
     },
     "scaling": {
-        "latency_targets": Key(list, [1.0, 1.6, 3.5],
-                               "compound-scaling targets as multiples of the search target latency",
-                               item=Key(float, gt=0), min_len=1, unique=True),
+        "coefficients": Key(list, [{"alpha": 1.2, "beta": 1.1, "gamma": 1.15},
+                                   {"alpha": 1.6, "beta": 1.05, "gamma": 1.05},
+                                   {"alpha": 1.15, "beta": 1.3, "gamma": 1.0}],
+                            "candidate (depth alpha, width beta, resolution gamma) coefficients, "
+                            "each scored at phi = 1 with the proxy and the latency model",
+                            min_len=1,
+                            item={"alpha": Key(float, REQUIRED, "depth coefficient", min=1, max=3),
+                                  "beta": Key(float, REQUIRED, "width coefficient", min=1, max=3),
+                                  "gamma": Key(float, REQUIRED, "resolution coefficient", min=1, max=3)}),
+        "latency_targets": Key(list, [1.0, 1.5, 2.5],
+                               "-S/-M/-L targets as multiples of the base model's latency on the "
+                               "target accelerator", item=Key(float, gt=0), min_len=1, unique=True),
     },
     "report": {
         "baselines": Key(list, ["mobilenet_v3_small", "mobilenet_v3_large", "resnet50", "mobilenet_v2",

@@ -81,6 +81,13 @@ class Screen:
         """Estimated latency per accelerator, ms."""
         return {n: float(estimate(arch, acc, self.method).latency_ms) for n, acc in self.accelerators.items()}
 
+    def latency_fn(self, name: str) -> Callable[[ArchSpec], float]:
+        """``arch -> latency_ms`` on accelerator ``name`` (for `accelnas.scaling`)."""
+        if name not in self.accelerators:
+            raise ValueError(f"unknown accelerator {name!r}; known: {', '.join(self.accelerators)}")
+        acc = self.accelerators[name]
+        return lambda arch: float(estimate(arch, acc, self.method).latency_ms)
+
     def deploy_problem(self, arch: ArchSpec) -> str | None:
         """Why ``arch`` cannot be deployed on one of the accelerators (first unmapped op), or None."""
         g = from_arch(arch)
