@@ -8,6 +8,7 @@ Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`)
   parameters and MACs (analytic op graph, no TensorFlow).
 * ``accelnas latency MODEL --hardware H --method sim|apm|measure`` and ``accelnas compat MODEL``:
   latency estimates and Edge TPU compatibility (`accelnas.latency`, `accelnas.compat`).
+* ``accelnas report RUN_DIR``: render the executed notebooks into one offline ``report.html``.
 * ``accelnas search PARAMS [--controller C] [--set key=value ...]``: run or resume the search
   alone (`accelnas.search.run_search`; keras-tuner's distributed chief/worker mode via its
   ``KERASTUNER_*`` variables).
@@ -242,11 +243,35 @@ def _cmd_compat(args) -> int:
         print(report)
     return EXIT_OK
 
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="render a run's executed notebooks into one offline HTML page",
+                       description="Render RUN_DIR/executed/*.ipynb (code hidden, figures "
+                                   "embedded, header from RUN_DIR/manifest.json) into "
+                                   "RUN_DIR/report.html, one self-contained page that opens "
+                                   "offline. `accelnas run` already does this when it ends.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. outputs/smoke")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="write here instead of RUN_DIR/report.html")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from .report import render_report
+
+    print(render_report(args.run_dir, output=args.output))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------
 # parser and entry point
 
 #: Parser builders, one per subcommand, in help order. Later: export.
-SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_search, _add_zoo, _add_latency, _add_compat)
+SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_search, _add_zoo, _add_latency, _add_compat,
+                                     _add_report)
 
 
 def build_parser() -> argparse.ArgumentParser:

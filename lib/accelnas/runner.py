@@ -11,6 +11,11 @@ rewrites ``<run_dir>/manifest.json`` atomically: the validated params, the param
 revision, package versions, Python version, per-notebook status and wall time. It stops at the
 first failing notebook and raises `NotebookFailed`; the notebooks that finished keep their outputs.
 
+When the run ends, with success or at a failing notebook, it renders ``<run_dir>/report.html``
+(`accelnas.report.render_report`: one offline page of the executed notebooks, the failing one
+marked) and records its path in the manifest (``report``). A rendering failure only warns
+(``report_error`` in the manifest): it never fails or loses the run.
+
 No TensorFlow here: the notebooks import it in their own kernel.
 """
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -210,13 +216,33 @@ def _run_name(p: Mapping[str, Any], params_path: Path) -> str:
     return name
 
 
+def _write_report(run_dir: Path, manifest: dict, manifest_path: Path, say) -> Path | None:
+    """Render ``report.html`` for the run and record it in the manifest; warn (never raise) when
+    rendering fails, so the run's results stay as they are."""
+    try:
+        from .report import render_report
+
+        path = render_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - a report problem must not lose the run
+        message = f"report.html not written for {run_dir}: {type(e).__name__}: {e}"
+        manifest.update(report=None, report_error=f"{type(e).__name__}: {e}")
+        _write_json(manifest_path, manifest)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        return None
+    manifest["report"] = str(path)
+    manifest.pop("report_error", None)
+    _write_json(manifest_path, manifest)
+    say(f"report: {path}", flush=True)
+    return path
+
+
 # ---------------------------------------------------------------------------------------------
 # the runner
 
 def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "notebooks",
         outputs_root: str | os.PathLike = "outputs", overrides: Mapping[str, Any] | None = None,
         only: str | Iterable[str] | None = None, *, kernel_name: str = KERNEL_NAME,
-        cwd: str | os.PathLike | None = None, log=print) -> Path:
+        cwd: str | os.PathLike | None = None, log=print, report: bool = True) -> Path:
     """Execute the workbook notebooks in order for one params file.
 
     Args:
@@ -229,6 +255,8 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
         kernel_name: Jupyter kernel the notebooks run in.
         cwd: working directory of the kernels (default: ``notebooks_dir``, as in JupyterLab).
         log: print-like callable for the progress lines (``print`` by default; ``None``: silent).
+        report: render ``<run_dir>/report.html`` when the run ends (also after a failing
+            notebook); a rendering error only warns.
 
     Returns:
         The run directory ``<outputs_root>/<run_name>`` (absolute).
@@ -275,6 +303,7 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
         "kernel": kernel_name,
         "kernel_env": {k: os.environ.get(k, v) for k, v in env.items()},
         "packages": package_versions(),
+        "report": None,
         "notebooks": [
             {"name": nb.stem, "source": str(nb.resolve()),
              "executed": str(executed_dir / nb.name), "status": "pending",
@@ -321,6 +350,8 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
             manifest.update(status="failed", finished=_now(), failed_notebook=nb.stem)
             _write_json(manifest_path, manifest)
             say(f"FAILED ({wall_s:.1f} s)", flush=True)
+            if report:
+                _write_report(run_dir, manifest, manifest_path, say)
             raise failure
         entry["status"] = "ok"
         _write_json(manifest_path, manifest)
@@ -328,4 +359,6 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
 
     manifest.update(status="ok", finished=_now())
     _write_json(manifest_path, manifest)
+    if report:
+        _write_report(run_dir, manifest, manifest_path, say)
     return run_dir
