@@ -1,0 +1,207 @@
+"""The final comparison of notebook 05: searched and scaled models against the baselines.
+
+Every model is the deployed architecture (search resolution and classes); accuracy comes from
+proxy trainings over several seeds (`accelnas.experiments`), latency from the latency models per
+accelerator (and, for the host CPU, from int8 TFLite measurement), deployability from the op graph
+(first op an accelerator cannot map) and, for exported models, from the int8 TFLite file
+(`accelnas.compat`).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .arch import ArchSpec, decode_arch
+from .pareto import dominates
+
+MODEL_KINDS = ("searched", "scaled", "baseline")
+
+
+def report_models(run_dir: str | os.PathLike, baselines: Sequence[str], *, resolution: int,
+                  num_classes: int, base: str | None = None) -> list[tuple[str, str, ArchSpec]]:
+    """``(name, kind, arch)`` of the searched model, its scaled variants (``scaled.parquet``, when
+    notebook 04 ran) and the baselines, without repeating an architecture (a variant equal to the
+    searched model, e.g. -S at phi = 0, is listed once)."""
+    from . import zoo
+    from .experiments import load_base
+
+    out: list[tuple[str, str, ArchSpec]] = []
+    seen: set[str] = set()
+
+    def add(name, kind, arch):
+        key = arch.replace(name="x").encode()
+        if key not in seen:
+            seen.add(key)
+            out.append((name, kind, arch.replace(name=name)))
+
+    add("searched", "searched", load_base(run_dir, base, resolution=resolution, num_classes=num_classes))
+    scaled = Path(run_dir) / "scaled.parquet"
+    if scaled.exists():
+        for r in pd.read_parquet(scaled).itertuples():
+            add(r.name, "scaled", decode_arch(r.arch))
+    for b in baselines:
+        add(b, "baseline", zoo.get(b, resolution=resolution, num_classes=num_classes))
+    return out
+
+
+def latency_frame(models: Iterable[tuple[str, str, ArchSpec]], accelerators: Mapping, method: str = "sim"
+                  ) -> pd.DataFrame:
+    """Per model: MACs, params, ``latency_ms_<acc>``, ``deployable_<acc>`` (every op mapped) and
+    ``cpu_from_<acc>`` (the first op left to the CPU) per accelerator, with ``method``."""
+    from .graph import from_arch
+    from .latency import estimate
+
+    rows = []
+    for name, kind, arch in models:
+        g = from_arch(arch)
+        row = {"name": name, "kind": kind, "macs": g.macs, "params": g.deployed_params,
+               "weight_bytes": g.weight_bytes}
+        for acc_name, acc in accelerators.items():
+            r = estimate(arch, acc, method)
+            row[f"latency_ms_{acc_name}"] = float(r.latency_ms)
+            part = getattr(r, "partition_index", None)
+            row[f"deployable_{acc_name}"] = part is None
+            row[f"cpu_from_{acc_name}"] = (f"{g.ops[part].name}: {r.partition_reason}" if part is not None else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def host_latency(models: Iterable[tuple[str, str, ArchSpec]], *, threads: int = 1, runs: int = 20,
+                 log=print) -> pd.DataFrame:
+    """Per model: the int8 TFLite latency on this machine's CPU (``latency_ms_host``, median of
+    ``runs`` after warm-up) and the error when conversion or timing failed."""
+    from .latency import estimate
+
+    rows = []
+    for name, _kind, arch in models:
+        try:
+            r = estimate(arch, method="measure", threads=threads, runs=runs)
+            rows.append({"name": name, "latency_ms_host": float(r.latency_ms), "host_error": None})
+        except Exception as e:  # noqa: BLE001 - one model failing must not lose the others
+            rows.append({"name": name, "latency_ms_host": np.nan, "host_error": f"{type(e).__name__}: {e}"[:300]})
+        if log is not None:
+            r0 = rows[-1]
+            log(f"{name}: host int8 " + (f"{r0['latency_ms_host']:.1f} ms" if r0["host_error"] is None
+                                        else f"failed ({r0['host_error']})"))
+    return pd.DataFrame(rows)
+
+
+def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence[str],
+              latency_col: str, acc: str = "accuracy") -> pd.DataFrame:
+    """Does each subject dominate each reference on (accuracy, ``latency_col``), beyond the
+    accuracy spread?
+
+    ``table`` has one row per model with ``name``, ``<acc>_mean``, ``<acc>_std`` and the latency
+    column. A subject dominates beyond the spread when it is at least as fast, and more accurate by
+    more than the larger of the two seed standard deviations (or at least as accurate and faster,
+    with an accuracy deficit within no spread). Latency comes from a deterministic model, so it has
+    no spread. Verdicts: ``dominates``, ``dominated``, ``trade-off`` (better on one axis, worse on
+    the other), ``within spread`` (accuracies too close to call at equal-or-better latency).
+    """
+    t = table.set_index("name")
+    rows = []
+    for s in subjects:
+        for r in references:
+            if s not in t.index or r not in t.index:
+                continue
+            a, b = t.loc[s], t.loc[r]
+            spread = float(np.nanmax([a[f"{acc}_std"], b[f"{acc}_std"], 0.0]))
+            pa = (a[f"{acc}_mean"], a[latency_col])
+            pb = (b[f"{acc}_mean"], b[latency_col])
+            if dominates(pa, pb, margin=(spread, 0.0)):
+                verdict = "dominates"
+            elif dominates(pb, pa, margin=(spread, 0.0)):
+                verdict = "dominated"
+            elif (pa[0] - pb[0]) * (pb[1] - pa[1]) < 0 and abs(pa[0] - pb[0]) > spread:
+                verdict = "trade-off"
+            else:
+                verdict = "within spread"
+            rows.append({"model": s, "reference": r, "accuracy": pa[0], "reference_accuracy": pb[0],
+                         "spread": spread, "latency_ms": pa[1], "reference_latency_ms": pb[1],
+                         "latency_ratio": pa[1] / pb[1] if pb[1] else np.nan, "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def export_models(models: Iterable[tuple[str, str, ArchSpec]], out_dir: str | os.PathLike,
+                  representative: np.ndarray, accelerators: Mapping | None = None, log=print) -> pd.DataFrame:
+    """Export each model (deployed architecture, untrained weights: the proxy trainings do not
+    produce ImageNet weights) to full-integer int8 TFLite under ``out_dir/<name>.tflite`` with
+    ``representative`` images (real, preprocessed, at the model's resolution), and report its Edge
+    TPU compatibility (2019 op table and, per accelerator, its ``supported_ops``)."""
+    from .builder import build
+    from .compat import edgetpu_compat
+    from .export import to_int8_tflite
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, kind, arch in models:
+        row = {"name": name, "kind": kind}
+        try:
+            model = build(arch)
+            path = out / f"{name}.tflite"
+            data = to_int8_tflite(model, representative, path)
+            rep = edgetpu_compat(data)
+            row.update(tflite=str(path), tflite_bytes=len(data), fully_mapped=rep.fully_mapped,
+                       partition_op=(rep.partition_op.name if rep.partition_op else ""),
+                       cpu_fraction_macs=rep.cpu_fraction_macs, compat_source=rep.source)
+            (out / f"{name}.compat.txt").write_text(str(rep) + "\n")
+            for acc_name, acc in (accelerators or {}).items():
+                r2 = edgetpu_compat(data, supported_ops=acc.supported_ops)
+                row[f"fully_mapped_{acc_name}"] = r2.fully_mapped
+        except Exception as e:  # noqa: BLE001
+            row.update(error=f"{type(e).__name__}: {e}"[:300])
+        rows.append(row)
+        if log is not None:
+            log(f"{name}: " + (f"{row['tflite_bytes'] / 1e6:.1f} MB int8, fully mapped: {row['fully_mapped']}"
+                               if "error" not in row else f"export failed ({row['error']})"))
+    return pd.DataFrame(rows)
+
+
+__all__ = ["MODEL_KINDS", "report_models", "latency_frame", "host_latency", "dominance", "export_models"]
+
+
+def block_utilisation(models: Iterable[tuple[str, ArchSpec]], accelerators: Mapping) -> pd.DataFrame:
+    """Per accelerator and block type (stem, conv, ds, ibn, fused, bottleneck, head), summed over
+    ``models``: simulated time, MACs and the resulting MAC utilisation (MACs / (time x peak
+    MACs/s)), from the simulator's per-op breakdown. Ops are attributed to the block type of their
+    stage (op names ``stage<i>_...``)."""
+    from .graph import from_arch
+    from .latency import as_accelerator, estimate
+
+    rows = []
+    for name, arch in models:
+        g = from_arch(arch)
+        macs = {o.name: o.macs for o in g.ops}
+        for acc_name, acc in accelerators.items():
+            acc = as_accelerator(acc)
+            peak = acc.clock_mhz * 1e6 * acc.tiles * acc.macs_per_cycle_per_tile
+            for op in estimate(arch, acc, "sim").ops or []:
+                n = op["name"]
+                if n.startswith("stage"):
+                    i = int(n[5:].split("_")[0])
+                    block = arch.blocks[i - 1].type
+                else:
+                    block = "stem" if n.startswith("stem") else "head"
+                rows.append({"accelerator": acc_name, "model": name, "block": block,
+                             "time_ms": op["time_ms"], "macs": macs.get(n, 0), "peak_macs_per_s": peak})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    out = df.groupby(["accelerator", "block"]).agg(time_ms=("time_ms", "sum"), macs=("macs", "sum"),
+                                                   peak=("peak_macs_per_s", "first")).reset_index()
+    out["utilisation"] = out.macs / (out.time_ms / 1e3 * out.peak)
+    out["gmacs_per_ms"] = out.macs / out.time_ms / 1e9
+    return out.drop(columns="peak")
+
+
+def representative_images(data, resolution: int, n: int = 32, seed: int = 0) -> np.ndarray:
+    """``n`` preprocessed validation images at ``resolution`` (float32, the training
+    normalization), for int8 calibration of exported models."""
+    ds = data.pipeline("val", batch_size=n, resolution=resolution, seed=seed, training=False, cache=False)
+    x, _ = next(iter(ds))
+    return np.asarray(x, dtype=np.float32)
