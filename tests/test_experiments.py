@@ -44,7 +44,7 @@ def test_trainings_are_cached_and_reused(tmp_path):
 
 def test_a_failed_training_is_recorded_and_retried_next_time(tmp_path):
     calls = []
-    boom = zoo.get("mobilenet_v3_small").replace(name="boom")
+    boom = zoo.get("mobilenet_v2").replace(name="boom")
     df = train_models([MODELS[0], ("boom", "searched", boom)], None, PROXY, [0], run_dir=tmp_path,
                       dataset="synthetic", progress=False, log=None, train_fn=fake_train(calls))
     assert list(df.status) == ["completed", "failed"]
@@ -81,3 +81,13 @@ def test_proxy_resolution_follows_the_deployment_resolution():
     assert proxy_for(base.replace(resolution=240), dict(PROXY, resolution=32), 224)["resolution"] == 36
     assert proxy_for(base.replace(resolution=300), dict(PROXY, resolution=32), 224)["resolution"] == 44
     assert proxy_for(base.replace(resolution=300), dict(PROXY, resolution=32), None)["resolution"] == 32
+
+
+def test_the_same_architecture_under_another_name_is_not_trained_again(tmp_path):
+    calls = []
+    a = zoo.get("mobilenet_v3_small")
+    train_models([("a", "scaled", a)], None, PROXY, [0], run_dir=tmp_path, dataset="synthetic",
+                 progress=False, log=None, train_fn=fake_train(calls))
+    df = train_models([("b", "searched", a.replace(name="other"))], None, PROXY, [0], run_dir=tmp_path,
+                      dataset="synthetic", progress=False, log=None, train_fn=fake_train(calls))
+    assert len(calls) == 1 and df.name.iloc[0] == "b" and df.status.iloc[0] == "completed"

@@ -27,8 +27,9 @@ _PROXY_KEYS = ("subset", "epochs", "resolution", "batch_size", "width_mult")
 
 
 def training_key(arch: ArchSpec, proxy: Mapping, dataset: str, seed: int) -> str:
-    """Identity of one proxy training: architecture, proxy budget, dataset and seed."""
-    blob = json.dumps({"arch": arch.encode(), "proxy": {k: proxy[k] for k in _PROXY_KEYS},
+    """Identity of one proxy training: architecture (not its name), proxy budget, dataset, seed."""
+    blob = json.dumps({"arch": arch.replace(name="model").encode(),  # the name is not the model
+                       "proxy": {k: proxy[k] for k in _PROXY_KEYS},
                        "dataset": dataset, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
