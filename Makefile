@@ -3,14 +3,19 @@
 #   make run     accelnas run $(PARAMS)  (default params/default.yaml) -> outputs/<run_name>/
 #   make smoke   accelnas run params/smoke.yaml (minutes)
 #   make lab     JupyterLab on the repository, opened at notebooks/
+#   make search  accelnas search $(PARAMS): the search phase alone (resumes; distributed via KERASTUNER_*)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PARAMS ?= params/default.yaml
 LAB_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# CIFAR-10: the shared copy beside the checkout when there is one (see README, Data)
+ifneq ($(wildcard ../shared/data/cifar10.npz),)
+export ACCELNAS_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
-.PHONY: venv test run smoke lab bench clean
+.PHONY: venv test run smoke search lab bench clean
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -29,6 +34,9 @@ run: venv
 
 smoke: venv
 	$(BIN)/accelnas run params/smoke.yaml
+
+search: venv
+	$(BIN)/accelnas search $(PARAMS)
 
 lab: venv
 	$(BIN)/jupyter lab --allow-root --ServerApp.root_dir=. --LabApp.default_url=/lab/tree/notebooks $(LAB_ARGS)
