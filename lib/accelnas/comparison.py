@@ -65,7 +65,7 @@ def latency_frame(models: Iterable[tuple[str, str, ArchSpec]], accelerators: Map
             row[f"latency_ms_{acc_name}"] = float(r.latency_ms)
             part = getattr(r, "partition_index", None)
             row[f"deployable_{acc_name}"] = part is None
-            row[f"cpu_from_{acc_name}"] = (f"{g.ops[part].name}: {r.partition_reason}" if part is not None else "")
+            row[f"cpu_from_{acc_name}"] = (r.partition_reason or g.ops[part].name) if part is not None else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
