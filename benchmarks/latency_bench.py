@@ -6,17 +6,22 @@ Speed (one process pinned to one CPU core, `time.perf_counter`): the APM and the
 architectures freshly sampled from the search space of the params file at 224 px on coral. The
 APM is timed on a fresh instance (empty block cache: ``apm_archs_per_s``, what a new search sees)
 and again on the same architectures (``apm_archs_per_s_warm``); the simulator's time includes
-building the op graph (`accelnas.graph.from_arch`).
+building the op graph (`accelnas.graph.from_arch`). Wall clock, and for the APM also per second of
+this process's CPU time (``apm_archs_per_cpu_s[_warm]``), which other load on a shared machine
+disturbs less.
 
 Fidelity of the APM against the simulator on those N architectures (Kendall tau with
-`scipy.stats.kendalltau`, MAPE, share within +-10 %): uncalibrated (coefficients (1, 1, 1, 0), as
-the search uses it) and with coefficients fitted to the simulator on N other sampled
-architectures (``*_fitted``; disjoint block strings).
+`scipy.stats.kendalltau`, MAPE, share within +-10 %): calibrated as the search uses it
+(`accelnas.latency.apm_for`: coefficients stored in lib/accelnas/resources/apm_coef.json) and with
+coefficients fitted to the simulator on N other sampled architectures (``*_fitted``; disjoint
+block strings).
 
-Fidelity against the published latencies (`accelnas.latency.calibrate.validation_frame`, every
-row; the keras: rows build Keras models, ~5 s): MAPE of sim and APM, per-row errors, and the
-roofline baseline ``a * MACs + b * max(0, weight bytes - 8 MB) + c`` fitted to the coral rows
-(3 constants on 5 rows, in-sample and leave-one-out MAPE) for comparison with the simulator.
+Fidelity against the published latencies of the calibration table
+(`accelnas.latency.calibrate.validation_frame`, every row; the keras: rows build Keras models,
+~5 s): MAPE of sim and APM, per-row errors, and the roofline baseline ``a * MACs + b * max(0,
+weight bytes - 8 MB) + c`` fitted to the coral rows (3 constants on 5 rows, in-sample and
+leave-one-out MAPE) for comparison with the simulator. These are in-sample for the simulator's
+constants: ``benchmarks/generalization_bench.py`` judges the models on held-out published rows.
 
 ``--json`` prints one JSON object. Runs in well under a minute.
 """
@@ -39,7 +44,7 @@ import numpy as np  # noqa: E402
 
 from accelnas import hardware, params as P  # noqa: E402
 from accelnas.graph import from_arch  # noqa: E402
-from accelnas.latency import machine  # noqa: E402
+from accelnas.latency import apm_for, machine  # noqa: E402
 from accelnas.latency import report as R  # noqa: E402
 from accelnas.latency.apm import APM  # noqa: E402
 from accelnas.latency.sim import simulate  # noqa: E402
@@ -81,7 +86,7 @@ def run(n_archs: int, seed: int, params_file: Path) -> dict:
         speed = R.estimator_speed(archs, acc)
 
     # ---- APM vs simulator --------------------------------------------------------------------
-    apm = APM(m)
+    apm = apm_for(acc)
     apm_ms = np.array([apm.latency_ms(a) for a in archs])
     sim_ms = np.array([simulate(from_arch(a), m).latency_ms for a in archs])
     fit_sim_ms = [simulate(from_arch(a), m).latency_ms for a in fit_archs]
@@ -109,12 +114,14 @@ def run(n_archs: int, seed: int, params_file: Path) -> dict:
         "accelerator": ACCELERATOR, "resolution": RESOLUTION, "n_archs": n_archs, "n_fit_archs": len(fit_archs),
         "seed": seed, "params_file": str(params_file), "pinned_core": core,
         "apm_archs_per_s": speed["apm_archs_per_s"], "apm_archs_per_s_warm": speed["apm_archs_per_s_warm"],
+        "apm_archs_per_cpu_s": speed["apm_archs_per_cpu_s"], "apm_archs_per_cpu_s_warm": speed["apm_archs_per_cpu_s_warm"],
         "sim_nets_per_s": speed["sim_nets_per_s"],
         "sim_latency_ms_median": float(np.median(sim_ms)),
         "kendall_tau_apm_vs_sim": raw["kendall_tau"], "kendall_tau_apm_vs_sim_fitted": fit["kendall_tau"],
         "mape_apm_vs_sim": raw["mape"], "mape_apm_vs_sim_fitted": fit["mape"],
         "within10_apm_vs_sim": raw["within10"], "within10_apm_vs_sim_fitted": fit["within10"],
         "max_abs_error_apm_vs_sim": raw["max_abs_error"], "max_abs_error_apm_vs_sim_fitted": fit["max_abs_error"],
+        "apm_coef": dict(zip(R.COEF_NAMES, apm.coef)), "apm_calibration": apm.calibration,
         "apm_coef_fitted": dict(zip(R.COEF_NAMES, fitted.coef)),
         "calibration_mape_sim": float(cal.sim_error.abs().mean()),
         "calibration_mape_apm": float(cal.apm_error.abs().mean()),
@@ -145,9 +152,10 @@ def main(argv=None) -> int:
         return 0
     print(f"latency models on {out['accelerator']} at {out['resolution']} px, {out['n_archs']} sampled "
           f"architectures (seed {out['seed']}), one core")
-    print(f"  APM        {out['apm_archs_per_s']:10,.0f} archs/s cold   {out['apm_archs_per_s_warm']:10,.0f} warm")
+    print(f"  APM        {out['apm_archs_per_s']:10,.0f} archs/s cold   {out['apm_archs_per_s_warm']:10,.0f} warm"
+          f"   (per CPU second: {out['apm_archs_per_cpu_s']:,.0f} cold, {out['apm_archs_per_cpu_s_warm']:,.0f} warm)")
     print(f"  simulator  {out['sim_nets_per_s']:10,.0f} nets/s (incl. from_arch)")
-    print("  APM vs simulator          uncalibrated   fitted on other archs")
+    print("  APM vs simulator          calibrated     fitted on other archs")
     for k, label in (("kendall_tau", "Kendall tau"), ("mape", "MAPE"), ("within10", "within ±10 %")):
         print(f"    {label:<22} {out[f'{k}_apm_vs_sim']:12.3f}   {out[f'{k}_apm_vs_sim_fitted']:12.3f}")
     print(f"  published latencies: MAPE sim {out['calibration_mape_sim']:.3f}, APM {out['calibration_mape_apm']:.3f}"

@@ -54,7 +54,13 @@ def test_pixel4_differs_in_clock_and_bandwidth():
     coral, pixel = load_accelerator("coral"), load_accelerator("pixel4")
     assert pixel.clock_mhz == 789.6 and pixel.tiles == 16
     assert pixel.offchip_bandwidth_gbps > 10 * coral.offchip_bandwidth_gbps
-    assert pixel.peak_macs_per_s > coral.peak_macs_per_s
+    # MACs per tile are not published for Pixel 4 ([U]): the fit to the published Pixel 4 latencies
+    # (calibration.csv) chose half Coral's, so its peak is below Coral's despite the faster clock
+    assert pixel.macs_per_cycle_per_tile in (coral.macs_per_cycle_per_tile, coral.macs_per_cycle_per_tile // 2)
+    assert pixel.peak_macs_per_s == pytest.approx(pixel.clock_hz * pixel.tiles * pixel.macs_per_cycle_per_tile)
+    assert pixel.macs_per_cycle_per_tile % pixel.lanes_in == 0
+    # a phone's invoke cost (NNAPI / driver), not a fudge that makes small models slower than on Coral
+    assert 0.05 <= pixel.invoke_overhead_ms <= 1.5
 
 
 def test_supported_ops_are_the_facts_list():

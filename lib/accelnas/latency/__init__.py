@@ -69,11 +69,22 @@ def machine(acc: Accelerator) -> Machine:
 
 
 def apm_for(acc: Accelerator):
-    """The (process-wide, cached) APM of an accelerator, calibrated if a fit was stored."""
+    """The (process-wide, cached) calibrated APM of an accelerator.
+
+    Its coefficients come from ``lib/accelnas/resources/apm_coef.json`` (fitted to the simulator by
+    ``python -m accelnas.latency.calibrate --apm``) when they were fitted with the accelerator's
+    current constants; otherwise they are fitted now, deterministically, on a fixed seeded set of
+    architectures (`accelnas.latency.calibrate.fit_apm_coefficients`, about a second) and cached.
+    ``apm_for(acc).calibration`` says which.
+    """
     from .apm import APM
+    from .calibrate import apm_coefficients
 
     if acc not in _APMS:
-        _APMS[acc] = APM(machine(acc))
+        coef, origin = apm_coefficients(acc)
+        apm = APM(machine(acc), coef)
+        apm.calibration = origin
+        _APMS[acc] = apm
     return _APMS[acc]
 
 
@@ -147,10 +158,16 @@ def estimate(model, accelerator: Accelerator | str | Path = "coral", method: str
     common = dict(model=label, hardware=acc.name, resolution=res, macs=g.macs, params=g.params)
     if method == "apm":
         apm = apm_for(acc)
-        streamed = int(apm.streamed_bytes(obj if isinstance(obj, ArchSpec) else g))
-        return LatencyReport(method="apm", latency_ms=apm.latency_ms(obj if isinstance(obj, ArchSpec) else g),
-                             param_bytes_on_chip=g.weight_bytes - streamed, param_bytes_streamed=streamed,
-                             **common)
+        model = obj if isinstance(obj, ArchSpec) else g
+        x, fixed, f = apm.terms(model)
+        streamed = int(apm.streamed_bytes(model))
+        c = apm.coef
+        breakdown = {} if f.unsupported else {
+            "fixed": fixed * 1e3, "compute": c[0] * x[0] * 1e3, "per_op": c[1] * x[1] * 1e3,
+            "streaming": c[2] * x[2] * 1e3, "const": c[3] * 1e3}
+        return LatencyReport(method="apm", latency_ms=apm.latency_ms(model), param_bytes_on_chip=g.weight_bytes - streamed,
+                             param_bytes_streamed=streamed, breakdown_ms=breakdown,
+                             note=f"APM coefficients {apm.calibration}", **common)
     r = simulate(g, machine(acc))
     ops = [{"name": t.name, "kind": t.kind, "time_ms": t.time_s * 1e3, "compute_ms": t.compute_s * 1e3,
             "stream_ms": t.stream_s * 1e3, "bound": t.bound, "streamed_bytes": t.streamed_bytes,

@@ -4,12 +4,13 @@ Pure: numpy, pandas, scipy and matplotlib (imported by the plot functions only);
 (`calibration_frame` builds the keras: rows of the calibration table, which does import it).
 
 * fidelity: `error_stats` (MAPE, share within +-10 %, Kendall tau, Spearman rho), `rank_comparison`;
-* calibration: `calibration_frame` (published vs sim/APM per row, with MACs and weight bytes),
-  `with_fitted_apm` (the same rows predicted by fitted APMs) and
-  `roofline_baseline` (the 3-constant MACs + streamed-bytes fit the simulator is compared to);
-* APM vs simulator: `sample_archs`, `apm_vs_sim` (APM coefficients fitted on one half of the
-  architectures, evaluated on the other), `apm_model_dict` (what ``latency_models/apm_<acc>.json``
-  holds);
+* calibration: `calibration_frame` (published vs sim/APM per row, with MACs and weight bytes; also
+  for the held-out rows), `with_fitted_apm` (the same rows predicted by fitted APMs),
+  `roofline_baseline` / `roofline_predict` (the 3-constant MACs + streamed-bytes fit the simulator
+  is compared to) and `link_bound_ms` (the USB streaming floor of a Coral latency);
+* APM vs simulator: `sample_archs`, `apm_vs_sim` (the calibrated APM, and APM coefficients fitted
+  on one half of the architectures, evaluated on the other), `apm_model_dict` (what
+  ``latency_models/apm_<acc>.json`` holds);
 * speed: `throughput` (items per second, one process), `estimator_speed` (APM cold / warm, sim);
 * one model: `roofline_frame` (per op: arithmetic intensity vs achieved MAC/s) and `roofs`.
 
@@ -28,7 +29,7 @@ import pandas as pd
 from ..arch import ArchSpec
 from ..graph import OpGraph, from_arch
 from ..hardware import Accelerator
-from . import as_accelerator, machine
+from . import apm_for, as_accelerator, machine
 from .apm import APM
 from .sim import simulate
 
@@ -37,6 +38,12 @@ COEF_NAMES = ("c_compute", "c_overhead", "c_stream", "c_const_s")
 
 #: On-chip memory the roofline baseline assumes ("~8 MB" of SRAM on the Edge TPU), bytes.
 ROOFLINE_ONCHIP_BYTES = 8_000_000
+
+#: All on-chip SRAM of a Coral Edge TPU (parameters and activations, [C] "~8 MB"), bytes.
+CORAL_SRAM_BYTES = 8 * 2**20
+
+#: The most a USB 3.0 link (5 Gbit/s, 8b/10b coding) can move, bytes/s ([D]).
+USB3_PAYLOAD_BYTES_PER_S = 0.5e9
 
 #: Bound -> colour of the per-op plots.
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:orange", "streaming": "tab:red",
@@ -97,15 +104,16 @@ def rank_comparison(a, b, top: int = 10) -> dict:
             "top_overlap": len(fast_a & fast_b)}
 
 
-def throughput(fn: Callable, items: Sequence, repeat: int = 1) -> float:
-    """Items per second of ``fn`` applied to every item in turn (best of ``repeat`` passes;
-    wall clock with `time.perf_counter`, in this process)."""
+def throughput(fn: Callable, items: Sequence, repeat: int = 1, clock: Callable = time.perf_counter) -> float:
+    """Items per second of ``fn`` applied to every item in turn (best of ``repeat`` passes; wall
+    clock with `time.perf_counter` by default, `time.process_time` for this process's CPU time,
+    which other load on the machine disturbs less)."""
     best = math.inf
     for _ in range(max(1, repeat)):
-        t0 = time.perf_counter()
+        t0 = clock()
         for x in items:
             fn(x)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     return len(items) / best if best > 0 else math.inf
 
 
@@ -113,16 +121,22 @@ def estimator_speed(archs: Sequence[ArchSpec], acc: Accelerator | str) -> dict:
     """Architectures per second of the APM and the simulator on ``acc``, in this process.
 
     Returns:
-        ``apm_archs_per_s`` (a fresh APM: empty block cache, what a new search sees),
-        ``apm_archs_per_s_warm`` (the same architectures again), ``sim_nets_per_s`` (simulator
-        including `accelnas.graph.from_arch`), ``n``.
+        ``apm_archs_per_s`` (a fresh APM with the calibrated coefficients: empty block cache, what
+        a new search sees), ``apm_archs_per_s_warm`` (the same architectures again),
+        ``sim_nets_per_s`` (simulator including `accelnas.graph.from_arch`), all wall clock; the
+        same APM figures per second of CPU time (``apm_archs_per_cpu_s``, ``..._warm``); ``n``.
     """
-    m = machine(as_accelerator(acc))
-    apm = APM(m)
+    acc = as_accelerator(acc)
+    m = machine(acc)
+    apm = APM(m, apm_for(acc).coef)
     cold = throughput(apm.latency_ms, archs)
     warm = throughput(apm.latency_ms, archs)
+    fresh = APM(m, apm.coef)
+    cold_cpu = throughput(fresh.latency_ms, archs, clock=time.process_time)
+    warm_cpu = throughput(fresh.latency_ms, archs, clock=time.process_time)
     sim = throughput(lambda a: simulate(from_arch(a), m), archs)
-    return {"n": len(archs), "apm_archs_per_s": cold, "apm_archs_per_s_warm": warm, "sim_nets_per_s": sim}
+    return {"n": len(archs), "apm_archs_per_s": cold, "apm_archs_per_s_warm": warm, "sim_nets_per_s": sim,
+            "apm_archs_per_cpu_s": cold_cpu, "apm_archs_per_cpu_s_warm": warm_cpu}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,6 +206,20 @@ def roofline_baseline(frame: pd.DataFrame, onchip_bytes: float = ROOFLINE_ONCHIP
             "loo_mape": loo, "n": int(len(y)), "onchip_bytes": onchip_bytes}
 
 
+def roofline_predict(macs, weight_bytes, baseline: dict) -> np.ndarray:
+    """Latencies (ms) the fitted roofline ``baseline`` (`roofline_baseline`) gives other models."""
+    coef = np.array([baseline["a_ms_per_gmac"], baseline["b_ms_per_mb_streamed"], baseline["c_ms"]])
+    return _roofline_design(macs, weight_bytes, baseline["onchip_bytes"]) @ coef
+
+
+def link_bound_ms(weight_bytes) -> np.ndarray:
+    """The least time a Coral USB Accelerator needs per inference to stream the parameters that
+    cannot be on chip at all (bytes beyond all 8 MiB of SRAM at the USB 3.0 payload rate), ms. A
+    published Coral latency below it cannot be reproduced by a model of this hardware."""
+    excess = np.maximum(0.0, np.asarray(weight_bytes, dtype=float) - CORAL_SRAM_BYTES)
+    return excess / USB3_PAYLOAD_BYTES_PER_S * 1e3
+
+
 # ---------------------------------------------------------------------------------------------
 # APM vs simulator over sampled architectures
 
@@ -219,8 +247,8 @@ def apm_vs_sim(archs: Sequence[ArchSpec], accelerators: Iterable[Accelerator | s
                fit_fraction: float = 0.5) -> tuple[pd.DataFrame, dict[str, APM]]:
     """Simulator vs APM on ``archs`` per accelerator.
 
-    A fresh APM per accelerator gives the uncalibrated prediction (``apm_ms``, coefficients
-    (1, 1, 1, 0), as the search uses it); a second one is fitted to the simulator on the first
+    ``apm_ms`` is the calibrated APM the search uses (`accelnas.latency.apm_for`: coefficients
+    stored in ``resources/apm_coef.json``); a second APM is fitted to the simulator on the first
     ``fit_fraction`` of ``archs`` (split ``fit``) and predicts all (``apm_fit_ms``): judge it on
     split ``eval`` only.
 
@@ -242,7 +270,7 @@ def apm_vs_sim(archs: Sequence[ArchSpec], accelerators: Iterable[Accelerator | s
         m = machine(acc)
         sims = [simulate(g, m) for g in graphs]
         sim_ms = np.array([s.latency_ms for s in sims])
-        apm = APM(m)
+        apm = apm_for(acc)
         apm_ms = np.array([apm.latency_ms(a) for a in archs])
         fit = APM(m)
         ok = np.isfinite(apm_ms[:n_fit])
@@ -265,7 +293,8 @@ def apm_model_dict(apm: APM, acc: Accelerator, fit: dict | None = None) -> dict:
     return {"accelerator": acc.name, "source": acc.source,
             "coef": dict(zip(COEF_NAMES, (float(c) for c in apm.coef))),
             "formula": "latency_s = invoke + io + c_compute * sum(compute_s) + c_overhead * "
-                       "sum(per_op_overhead_s) + c_stream * streamed_bytes / offchip_bytes_per_s + c_const_s",
+                       "sum(per_op_overhead_s) + c_stream * streaming_wait_s + c_const_s (streaming_wait_s: "
+                       "what the streamed weight loads add beyond the compute that hides them)",
             "fit": fit or {}, "accelerator_constants": constants}
 
 

@@ -5,10 +5,15 @@ The machine (all constants come from the accelerator YAML, see `accelnas.hardwar
 * a grid of ``tiles`` tiles, each a ``lanes_out x lanes_in`` MAC array (output channels x input
   channels per cycle) with ``activation_memory_bytes_per_tile`` of activation SRAM;
 * a parameter SRAM of ``param_sram_bytes`` plus whatever activation memory the network leaves free
-  (the compiler reports 5.0-8.0 MiB on Coral) caching parameters across the whole network; the
-  parameters that do not fit are streamed from off-chip memory (USB/PCIe host memory on Coral, DRAM
-  on Pixel 4) at ``offchip_bandwidth_gbps`` on every inference, double-buffered with compute;
-* fixed costs per invoke and per op, input and output transfers;
+  (the compiler reports 5.0-8.0 MiB on Coral) caching parameters across the whole network, placed
+  first-fit op by op in execution order (an op's weights are cached whole or not at all: the
+  compiler streams a layer that does not fit entirely); the parameters that do not fit are streamed
+  from off-chip memory (USB/PCIe host memory on Coral, DRAM on Pixel 4) at
+  ``offchip_bandwidth_gbps`` on every inference through a staging buffer: the weights of the next
+  streamed op load while the ops since the previous streamed op (and its own first tiles) compute,
+  so streaming costs only what the compute cannot hide (`stream_extra_s`);
+* fixed costs per invoke and per TFLite op (a standalone BatchNorm is a MUL and an ADD: two ops,
+  two passes over its tensor), input and output transfers;
 * everything from the first op the accelerator cannot run onwards executes on the host CPU.
 
 Mapping of an op onto the tiles (the compiler's choice: the faster of two splits):
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..graph import Op, OpGraph, tflite_ops
 
@@ -53,7 +59,7 @@ class Machine:
     mac_efficiency: float = 1.0
     supported_ops: frozenset = field(default_factory=frozenset)
 
-    @property
+    @cached_property
     def grid(self) -> int:
         return max(1, int(round(math.sqrt(self.tiles))))
 
@@ -110,15 +116,18 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
     if op.kind in ("conv", "dwconv", "fc"):
         if op.kind == "fc":
             ho = wo = 1
+        elif op.macs:
+            # kernel taps from the exact MAC count: a 1x7 / 7x1 conv (InceptionV3) has 7 taps, not
+            # the 49 of its ``kernel`` field (the larger side)
+            per_tap = ho * wo * cout * (1 if op.kind == "dwconv" else cin // op.groups)
+            k2 = max(1, round(op.macs / per_tap))
         pos_spatial = _ceil(ho, g) * _ceil(wo, g)
-        if op.kind == "dwconv":
-            red = k2                                 # one input channel per output: lanes_in idle
-            per_pos = lambda c: _ceil(c, m.lanes_out) * red  # noqa: E731
-        else:
-            cin_g = cin // op.groups
-            per_pos = lambda c: _ceil(c, m.lanes_out) * _ceil(cin_g, m.lanes_in) * k2  # noqa: E731
-        spatial = pos_spatial * per_pos(cout)
-        channel = ho * wo * per_pos(_ceil(cout, m.tiles))
+        lo = m.lanes_out
+        # per output position: output-channel groups x reduction passes x taps; a depthwise conv
+        # reduces over one input channel per output, so lanes_in - 1 of its lanes idle
+        red = k2 if op.kind == "dwconv" else _ceil(cin // op.groups, m.lanes_in) * k2
+        spatial = pos_spatial * _ceil(cout, lo) * red
+        channel = ho * wo * _ceil(_ceil(cout, m.tiles), lo) * red
         mac_cycles = min(spatial, channel) / m.mac_efficiency
         # weights are broadcast from the parameter SRAM to the tiles once per op
         load_cycles = op.weight_bytes / m.param_bytes_per_cycle
@@ -127,11 +136,93 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
         return mac_cycles, "compute"
     if op.kind in ("input", "reshape"):
         return 0.0, "overhead"
-    # elementwise, pooling, concatenation, padding, mean: activation traffic over all tiles
-    moved = op.out_bytes + op.in_bytes * (max(1, len(op.inputs)) if op.kind != "concat" else 1)
+    # elementwise, pooling, concatenation, padding, mean: activation traffic over all tiles; a
+    # concatenation reads every input (together its output's size) and writes its output
+    if op.kind == "concat":
+        moved = 2 * op.out_bytes
+    else:
+        moved = op.out_bytes + op.in_bytes * max(1, len(op.inputs))
     if op.kind in ("maxpool", "avgpool"):
         moved += op.out_bytes * (k2 - 1)
-    return moved / (m.tiles * m.act_bytes_per_cycle_per_tile), "memory"
+    return tflite_op_count(op) * moved / (m.tiles * m.act_bytes_per_cycle_per_tile), "memory"
+
+
+def tflite_op_count(op: Op) -> int:
+    """TFLite ops an op of the graph becomes (each pays the per-op overhead; 0 for the input)."""
+    if op.kind == "input":
+        return 0
+    return max(1, len(tflite_ops(op)))
+
+
+def overhead_cycles(op: Op, m: Machine, bands: int = 1) -> float:
+    """Fixed cycles of an op: the per-op overhead per TFLite op and per row band."""
+    return bands * tflite_op_count(op) * m.per_op_overhead_cycles
+
+
+def first_fit(weight_bytes, cache_bytes: float) -> list[int]:
+    """Bytes streamed per op when weights are cached whole, first-fit in execution order."""
+    free = cache_bytes
+    out = []
+    for w in weight_bytes:
+        if w and w <= free:
+            free -= w
+            out.append(0)
+        else:
+            out.append(w)
+    return out
+
+
+def stream_extra_s(compute_s, overhead_s, streamed_bytes, bytes_per_s: float) -> list[float]:
+    """Seconds each op waits for its streamed weights (0 for cached ops).
+
+    The staging buffer holds one op's weights: the load of a streamed op starts when the previous
+    streamed op has finished (at invoke for the first) and overlaps every op computed since then
+    plus the op's own compute (it starts on the first tiles of weights); what is left is waited.
+    The same rule serves the simulator and the APM.
+    """
+    out = []
+    window = 0.0
+    for c, o, s in zip(compute_s, overhead_s, streamed_bytes):
+        window += c
+        if s:
+            extra = max(0.0, s / bytes_per_s - window)
+            out.append(extra)
+            window = 0.0
+        else:
+            out.append(0.0)
+            window += o
+    return out
+
+
+def streaming_wait(parts, cache_bytes: float, bytes_per_s: float) -> tuple[float, int]:
+    """`first_fit` and `stream_extra_s` in one pass over groups of ops (the APM's block parts):
+    (total wait in s, streamed bytes). Each part has ``weight_bytes``, ``compute_s``,
+    ``overhead_s`` and per-op ``weights``, ``computes``, ``overheads``; leading parts that fit
+    whole are taken at once."""
+    free = cache_bytes
+    window = wait = 0.0
+    streamed = 0
+    per_op = False
+    for p in parts:
+        if not per_op and p.weight_bytes <= free:
+            free -= p.weight_bytes
+            window += p.compute_s + p.overhead_s
+            continue
+        per_op = True
+        for w, c, o in zip(p.weights, p.computes, p.overheads):
+            window += c
+            if w and w <= free:
+                free -= w
+                window += o
+            elif w:
+                x = w / bytes_per_s - window
+                if x > 0:
+                    wait += x
+                streamed += w
+                window = 0.0
+            else:
+                window += o
+    return wait, streamed
 
 
 def live_bytes(graph: OpGraph) -> list[int]:
@@ -197,34 +288,24 @@ def simulate(graph: OpGraph, m: Machine) -> SimResult:
     spill = sum(max(0, b - act_cap) for b in live)
     bands = {o.name: _ceil(b, act_cap) for o, b in zip(on_tpu, live)}
     cache = m.param_sram_bytes + max(0, act_cap - peak)
-    # 3. parameter placement: first-fit in execution order
-    free = cache
+    # 3. parameter placement (first-fit, whole ops) and streaming through the staging buffer
+    cyc = [compute_cycles(o, m) for o in on_tpu]
+    compute = [c / m.clock_hz for c, _ in cyc]
+    overhead = [overhead_cycles(o, m, bands[o.name]) / m.clock_hz for o in on_tpu]
+    streamed = first_fit([o.weight_bytes for o in on_tpu], cache)
+    extra = stream_extra_s(compute, overhead, streamed, m.offchip_bytes_per_s)
     op_times: list[OpTime] = []
-    on_chip = streamed_total = 0
-    t_compute = t_overhead = t_stream_extra = 0.0
-    for o in on_tpu:
-        cyc, bound = compute_cycles(o, m)
-        compute_s = cyc / m.clock_hz
-        streamed = 0
-        if o.weight_bytes:
-            if o.weight_bytes <= free:
-                free -= o.weight_bytes
-                on_chip += o.weight_bytes
-            else:
-                streamed = o.weight_bytes
-                streamed_total += streamed
-        stream_s = streamed / m.offchip_bytes_per_s
-        overhead_s = (bands[o.name] * m.per_op_overhead_cycles / m.clock_hz) if o.kind != "input" else 0.0
-        t = max(compute_s, stream_s) + overhead_s
-        if stream_s > compute_s:
+    for o, (_, bound), c, ov, s, x in zip(on_tpu, cyc, compute, overhead, streamed, extra):
+        t = c + x + ov
+        if x > 0:
             bound = "streaming"
-        elif overhead_s > compute_s:
+        elif ov > c:
             bound = "overhead"
         util = o.macs / (m.peak_macs_per_s * t) if (o.macs and t) else 0.0
-        op_times.append(OpTime(o.name, o.kind, t, compute_s, stream_s, bound, streamed, util))
-        t_compute += compute_s
-        t_overhead += overhead_s
-        t_stream_extra += max(0.0, stream_s - compute_s)
+        op_times.append(OpTime(o.name, o.kind, t, c, s / m.offchip_bytes_per_s, bound, s, util))
+    streamed_total = sum(streamed)
+    on_chip = sum(o.weight_bytes for o in on_tpu) - streamed_total
+    t_compute, t_overhead, t_stream_extra = sum(compute), sum(overhead), sum(extra)
     # 4. host CPU part: the partition tensor goes back over the link, the rest runs on the CPU
     cpu_s = 0.0
     if part is not None:
