@@ -11,9 +11,10 @@ the search space, accelerators, latency model (``latency.method``: apm), targets
 constraint, alpha = beta = -0.07, on ``target_accelerator`` coral) and latency cap of the params
 file (default ``params/default.yaml``), with ``--trials`` trials per run and seeds 0..K-1. Only the
 objective is swapped for a cheap one (``train_fn``), and ``search.population`` /
-``search.sample_size`` / ``search.learning_rate`` / ``search.baseline_decay`` are set from the
-command line (defaults below suit a 40-trial budget); ``--pg-variant`` / ``--evo-variant`` add
-runs of a controller with other settings (labelled with them) to tune it at equal budget.
+``search.sample_size`` / ``search.learning_rate`` / ``search.baseline_decay`` can be set from the
+command line (default: the params file's, i.e. the library's defaults are what is benchmarked);
+``--pg-variant`` / ``--evo-variant`` add runs of a controller with other settings (labelled with
+them) to tune it at equal budget.
 
 Objectives (``--objective``), both on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
 
@@ -56,9 +57,9 @@ Reported per controller (mean +- std over seeds, and the per-seed values):
 
 ``--json`` prints one JSON object (settings and figures) on one line of stdout; the table goes to
 stderr then. ``--fast`` is a smoke preset for tests (2 seeds x 6 trials, population 3; tiny-train:
-500 images, 1 epoch). Default: 3 controllers x 5 seeds x 40 trials (population 6, sample size 3,
-the params' policy-gradient learning rate 0.2 and baseline decay 0.9): about 8 minutes on 2 idle
-cores, up to ~20 when they are shared.
+500 images, 1 epoch). Default: 3 controllers x 5 seeds x 40 trials with params/default.yaml's
+population 8, sample size 3, learning rate 0.2 and baseline decay 0.9: about 8 minutes on 2 idle
+cores, 15-20 when they are shared with other jobs.
 """
 from __future__ import annotations
 
@@ -288,8 +289,10 @@ def parse_args(argv=None):
     ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS), choices=CONTROLLERS)
     ap.add_argument("--objective", default="naswot", choices=("naswot", "tiny-train"))
     ap.add_argument("--population", type=int, default=None,
-                    help="evolution population / policy-gradient batch (default 6; fast 3)")
-    ap.add_argument("--sample-size", type=int, default=None, help="tournament size (default 3; fast 2)")
+                    help="evolution population / policy-gradient batch (default: the params "
+                         "file's, 8; fast 3)")
+    ap.add_argument("--sample-size", type=int, default=None,
+                    help="tournament size (default: the params file's, 3; fast 2)")
     ap.add_argument("--learning-rate", type=float, default=None,
                     help="policy-gradient step size (default: the params file's)")
     ap.add_argument("--baseline-decay", type=float, default=None,
@@ -308,9 +311,11 @@ def parse_args(argv=None):
     a = ap.parse_args(argv)
     a.trials = a.trials or (6 if a.fast else 40)
     a.seeds = a.seeds or (2 if a.fast else 5)
-    a.population = a.population or (3 if a.fast else 6)
-    a.sample_size = a.sample_size or (2 if a.fast else 3)
-    a.sample_size = min(a.sample_size, a.population)
+    if a.fast:
+        a.population = a.population or 3
+        a.sample_size = a.sample_size or 2
+    if a.population and a.sample_size:
+        a.sample_size = min(a.sample_size, a.population)
     return a
 
 
@@ -345,14 +350,19 @@ def main(argv=None) -> dict:
     from accelnas.search import run_search  # imports keras-tuner / TensorFlow
 
     base = P.load(a.params)
-    over = {"search.trials": a.trials, "search.population": a.population,
-            "search.sample_size": a.sample_size}
+    over = {"search.trials": a.trials}
+    if a.population:
+        over["search.population"] = a.population
+        over["search.sample_size"] = min(a.sample_size or base["search"]["sample_size"], a.population)
+    if a.sample_size:
+        over["search.sample_size"] = a.sample_size
     if a.learning_rate is not None:
         over["search.learning_rate"] = a.learning_rate
     if a.baseline_decay is not None:
         over["search.baseline_decay"] = a.baseline_decay
     params = P.override(base, over)
     s = params["search"]
+    a.population, a.sample_size = s["population"], s["sample_size"]
     target = params["target_accelerator"]
     t_target = float(s["target_latency_ms"][target])
     reference = (0.0, HV_REF_FACTOR * t_target)
@@ -413,7 +423,7 @@ def main(argv=None) -> dict:
     report = {
         "benchmark": "search_bench",
         "settings": {
-            "params": str(Path(a.params).resolve().relative_to(ROOT)) if Path(a.params).resolve().is_relative_to(ROOT) else a.params,
+            "params": _short(a.params),
             "trials": a.trials, "seeds": seeds, "controllers": [r[0] for r in runs],
             "population": a.population, "sample_size": a.sample_size,
             "learning_rate": s["learning_rate"], "baseline_decay": s["baseline_decay"],
@@ -460,6 +470,11 @@ def print_table(report: dict, say) -> None:
     say(f"objective {report['settings']['objective']['objective']}: {c['unique_architectures']} unique "
         f"architectures ({c['objective_s_per_arch']} s each), {c['cache_hits']} cache hits; "
         f"wall {report['wall_s']:.0f} s")
+
+
+def _short(path: str) -> str:
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(path)
 
 
 def _clean(x):

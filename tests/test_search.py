@@ -239,3 +239,17 @@ def test_distributed_chief_and_two_workers(tmp_path):
     assert df.trial_id.is_unique and df.arch.is_unique
     assert (df.status == "completed").all(), df[["trial_id", "status", "reason"]]
     assert set(df.tuner_id) <= {"tuner0", "tuner1"} and len(set(df.tuner_id)) == 2
+
+
+def test_best_so_far_carries_over_failed_trials(smoke, tmp_path):
+    n = []
+
+    def every_other_fails(arch, data, seed):
+        n.append(1)
+        if len(n) % 2 == 0:
+            raise ValueError("boom")
+        return macs_objective(arch, data, seed)
+
+    df = search(smoke, tmp_path, controller="random", trials=4, train_fn=every_other_fails)
+    assert df.best_reward_so_far.notna().all()
+    assert df.best_reward_so_far.iloc[1] == df.reward.iloc[0]

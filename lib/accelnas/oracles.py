@@ -189,7 +189,7 @@ class PolicyGradientOracle(ArchOracle):
 
     controller = "policy_gradient"
 
-    def __init__(self, space: SearchSpace, *, population: int = 8, learning_rate: float = 0.2,
+    def __init__(self, space: SearchSpace, *, population: int = 8, learning_rate: float = 1.0,
                  baseline_decay: float = 0.9, **kwargs):
         if population < 1 or learning_rate <= 0 or not 0 <= baseline_decay < 1:
             raise ValueError(f"policy_gradient needs population >= 1, learning_rate > 0 and "
@@ -244,7 +244,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def make_oracle(controller: str, space: SearchSpace, *, max_trials: int, seed: int = 0,
-                population: int = 8, sample_size: int = 3, learning_rate: float = 0.2,
+                population: int = 8, sample_size: int = 3, learning_rate: float = 1.0,
                 baseline_decay: float = 0.9, screen=None, **kwargs) -> ArchOracle:
     """The oracle of a ``search.controller`` name (``evolution``, ``policy_gradient``, ``random``)."""
     common = dict(max_trials=max_trials, seed=seed, screen=screen, **kwargs)

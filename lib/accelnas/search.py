@@ -410,8 +410,8 @@ def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
     df = pd.DataFrame(rows).sort_values(["controller", "finished", "trial_id"], na_position="last")
     for col in ("accuracy", "reward", "wall_s", "finished"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
-    df["best_reward_so_far"] = (df["reward"].where(df.status == "completed")
-                                .groupby(df["controller"]).cummax())
+    bsf = df["reward"].where(df.status == "completed").groupby(df["controller"]).cummax()
+    df["best_reward_so_far"] = bsf.groupby(df["controller"]).ffill()  # failed rows carry the best on
     return df.reset_index(drop=True)
 
 
