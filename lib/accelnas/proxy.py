@@ -13,7 +13,8 @@ The rule (`proxy_arch(arch, resolution=R, width_mult=W, num_classes=K, min_featu
 2. **Resolution and classes** become ``R`` and ``K``.
 3. **Strides.** Convolutions use "same" padding, so each stride-2 site maps ``s`` pixels to
    ``ceil(s / 2)``. The stride sites, in network order, are the stem conv, the stem max-pool
-   (ResNet) and the first repeat of each stage (a stage's stride sits on its first block only).
+   (ResNet) and the first repeat of each stage (a stage is one `BlockSpec` of ``arch.blocks``;
+   its stride sits on its first repeat only).
    While the final feature map (before the head) is smaller than ``F`` x ``F`` pixels, the LAST
    remaining stride-2 site becomes stride 1 (a stage's first block gets stride 1; the stem pool
    is removed), walking backwards through the stages, then the stem pool, then the stem conv.
@@ -21,15 +22,16 @@ The rule (`proxy_arch(arch, resolution=R, width_mult=W, num_classes=K, min_featu
    CPU, so the stem keeps its stride 2 as long as possible. An architecture whose final map is
    already ``>= F`` keeps every stride. No block is split or duplicated.
 
-Example: EfficientNet-EdgeTPU-S at R = 32 px, F = 4. ImageNet strides (stem, stages 1..7; the zoo
-splits stage 1 into its first repeat and the rest)::
+Example: EfficientNet-EdgeTPU-S at R = 32 px, F = 4 (`MIN_FEATURE`). Its ImageNet strides are::
 
-    stem 2 | 1 1 2 2 2 1 2   -> 32/32 = 1 x 1 final map
-    stem 2 | 1 1 2 2 1 1 1   -> 32/8  = 4 x 4 final map   (stage7 then stage5 set to stride 1)
+    stem 2 | stages 1 2 2 2 1 2   -> total stride 32: 32 px / 32 = 1 x 1 final map
+    stem 2 | stages 1 2 2 1 1 1   -> total stride 8:  32 px / 8  = 4 x 4 final map
 
-Feature maps: 32 -stem-> 16 -stage3-> 8 -stage4-> 4, and the last eleven blocks run at 4 x 4.
-ResNet50 at 32 px: stem 2, pool 2, stages 1 2 2 2 -> stages 3 and 4 become stride 1 (final 4 x 4).
-At 224 px every zoo model keeps its strides (7 x 7 final map).
+(stage6 is set to stride 1 first, giving 2 x 2, still < 4, then stage4). Feature maps: 32 -stem->
+16 -stage2-> 8 -stage3-> 4, and the 11 blocks of stages 4-6 run at 4 x 4. The same rule gives
+MobileNetV2, EfficientNet-B0/lite and MobileNetV3-Large/Small two stride-1 stages from the end,
+and ResNet50 (stem 2, pool 2, stages 1 2 2 2) stride 1 in stages 3 and 4 (final 4 x 4; the stem
+and its pool keep stride 2). At 224 px every zoo model keeps its strides (7 x 7 final map).
 
 `stride_changes` lists what the rule changed (for notebook tables); `stride_schedule` shows the
 feature-map size after each stride site.
