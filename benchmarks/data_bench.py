@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     from accelnas import zoo
     from accelnas.builder import build
     from accelnas.data import load_arrays
+    from accelnas.graph import from_arch
     from accelnas.proxy import proxy_arch
     from accelnas.train import compile_model
 
@@ -110,7 +111,8 @@ def main(argv=None) -> int:
     best_pipe, best_mem = max(rates["pipeline"]), max(rates["memory"])
     ratio = best_pipe / best_mem
     out = {
-        "model": args.model, "proxy_macs_per_image": None, "width_mult": args.width,
+        "model": args.model, "proxy_macs_per_image": int(from_arch(arch).macs),
+        "width_mult": args.width,
         "resolution": args.resolution, "batch_size": args.batch, "train_images": n,
         "timed_epochs": args.epochs, "repeats": args.repeats,
         "pipeline_images_per_s": round(best_pipe, 1), "memory_images_per_s": round(best_mem, 1),
@@ -122,9 +124,6 @@ def main(argv=None) -> int:
         "cpu_count": os.cpu_count(),
         "tensorflow": tf.__version__,
     }
-    from accelnas.graph import from_arch
-
-    out["proxy_macs_per_image"] = int(from_arch(arch).macs)
     if args.json:
         print(json.dumps(out))
     else:
