@@ -329,7 +329,8 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         A `TrainResult`.
 
     Raises:
-        TrainingDiverged: the training or validation loss was not finite.
+        TrainingDiverged: the running training loss was not finite or above ``max_loss``, or
+            the validation loss was not finite.
         ValueError: bad arguments or an empty split.
     """
     import keras
