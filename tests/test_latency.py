@@ -63,6 +63,24 @@ def test_depthwise_uses_the_array_worse_than_a_dense_conv_of_equal_macs(accs):
         assert u_dw <= 1 / m.lanes_in + 1e-12
 
 
+def test_elementwise_ops_run_on_the_depthwise_path(accs):
+    """A standalone BatchNorm (MUL + ADD) or a concatenation moves its values through the MAC array
+    like a 1x1 depthwise conv: one value per output lane and cycle, at the MAC efficiency."""
+    from accelnas.latency.sim import compute_cycles
+
+    shape = (28, 28, 512)
+    bn = Op("bn", "scale", ("x",), shape, shape)
+    dw1 = conv_op("dw", ("x",), shape, 512, 1, groups=512)
+    cat = Op("cat", "concat", ("a", "b"), (28, 28, 256), shape)
+    for acc in accs:
+        m = machine(acc)
+        assert m.act_bytes_per_cycle_per_tile == m.lanes_out    # the output lanes of the array
+        per_value = m.tiles * m.lanes_out * m.mac_efficiency
+        assert compute_cycles(bn, m)[0] == pytest.approx(2 * 28 * 28 * 512 / per_value)
+        assert compute_cycles(cat, m)[0] == pytest.approx(28 * 28 * 512 / per_value)
+        assert compute_cycles(bn, m)[0] == pytest.approx(2 * compute_cycles(dw1, m)[0], rel=0.05)
+
+
 def test_weights_beyond_the_parameter_cache_are_streamed(accs):
     coral, pixel4 = accs
     r50 = estimate("resnet50", coral, "sim")

@@ -44,8 +44,9 @@ HARDWARE_SCHEMA: dict = {
     "mac_efficiency": Key(doc="share of mapped MAC slots doing useful work (pipeline fill, "
                               "activation fetch), 0-1", type=float, gt=0, max=1),
     "param_bytes_per_cycle": Key(doc="parameter SRAM -> tiles broadcast bandwidth, bytes/cycle", **_POS),
-    "act_bytes_per_cycle_per_tile": Key(doc="activation traffic of elementwise/pooling/concat ops, "
-                                            "bytes/cycle/tile", **_POS),
+    "act_bytes_per_cycle_per_tile": Key(doc="int8 values per cycle per tile that elementwise / pooling / "
+                                            "concat ops read (the MAC array's depthwise path: the "
+                                            "output lanes)", **_POS),
     "cpu_gmacs_per_s": Key(doc="host CPU int8 throughput for the part after a partition, GMAC/s", **_POS),
     "cpu_per_op_us": Key(doc="host CPU cost per op after a partition, microseconds", **_POS),
     "supported_ops": Key(list, REQUIRED, "TFLite builtin ops the accelerator runs (others fall back "

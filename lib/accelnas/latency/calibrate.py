@@ -40,8 +40,8 @@ APM_COEF_JSON = RESOURCES / "apm_coef.json"
 DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "default.yaml"
 
 # (field, low, high) of the constants fitted on both accelerators (same architecture)
-# (act_bytes_per_cycle_per_tile is not fitted: the calibration rows have too few elementwise ops to
-# tell it, and it is derived in the YAMLs: the activation port feeds lanes_in bytes per cycle)
+# (act_bytes_per_cycle_per_tile is not fitted but follows the lanes: the elementwise path is the MAC
+# array's depthwise path, one value per output lane = macs_per_cycle_per_tile / lanes_in per cycle)
 SHARED_BOUNDS = (("mac_efficiency", 0.2, 1.0), ("per_op_overhead_cycles", 200, 1800),
                  ("param_bytes_per_cycle", 8, 256))
 CORAL_BOUNDS = (("offchip_bandwidth_gbps", 0.36, 0.5),)
@@ -110,8 +110,11 @@ def fit_constants(rows=None) -> dict:
     def constants(x, lanes, p4_macs):
         d = dict(zip(names, x))
         shared = {k: d[k] for k, *_ in SHARED_BOUNDS} | {"lanes_in": lanes}
-        return {"coral": shared | {k: d[k] for k, *_ in CORAL_BOUNDS},
-                "pixel4": shared | {k: d[k] for k, *_ in PIXEL4_BOUNDS} | {"macs_per_cycle_per_tile": p4_macs}}
+        # the elementwise path: one value per output lane (macs per tile / lanes_in) and cycle
+        return {"coral": shared | {k: d[k] for k, *_ in CORAL_BOUNDS}
+                | {"act_bytes_per_cycle_per_tile": accs["coral"].macs_per_cycle_per_tile // lanes},
+                "pixel4": shared | {k: d[k] for k, *_ in PIXEL4_BOUNDS} | {"macs_per_cycle_per_tile": p4_macs,
+                                                                            "act_bytes_per_cycle_per_tile": p4_macs // lanes}}
 
     def loss(x, lanes, p4_macs):
         c = constants(x, lanes, p4_macs)

@@ -26,7 +26,10 @@ Mapping of an op onto the tiles (the compiler's choice: the faster of two splits
 A depthwise conv reduces over one input channel only, so ``lanes_in - 1`` of every ``lanes_in`` MACs
 idle: it runs at <= 1/lanes_in of peak, the cause of MobileNet's poor Edge TPU utilisation. Every
 op also needs its weights broadcast from the parameter SRAM (``param_bytes_per_cycle``), and
-elementwise / pooling / concatenation ops move activations at ``act_bytes_per_cycle_per_tile``.
+elementwise / pooling / concatenation ops, which have no vector unit of their own in the public
+record, stream their int8 inputs through the array's depthwise path at
+``act_bytes_per_cycle_per_tile`` (= the output lanes) x ``mac_efficiency``: a standalone
+BatchNorm or a concatenation costs as much per value as a 1x1 depthwise conv (DenseNet).
 """
 from __future__ import annotations
 
@@ -136,15 +139,18 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
         return mac_cycles, "compute"
     if op.kind in ("input", "reshape"):
         return 0.0, "overhead"
-    # elementwise, pooling, concatenation, padding, mean: activation traffic over all tiles; a
-    # concatenation reads every input (together its output's size) and writes its output
+    # elementwise, pooling, concatenation, padding, mean: no vector unit, the int8 values go through
+    # the MAC array's depthwise path (one value per output lane and cycle, at the MAC efficiency),
+    # once per TFLite op (a standalone BatchNorm is a MUL and an ADD); a concatenation reads every
+    # input once (together its output's size), a pooling window every tap
     if op.kind == "concat":
-        moved = 2 * op.out_bytes
+        reads = op.out_bytes
+    elif op.kind in ("maxpool", "avgpool"):
+        reads = op.out_bytes * k2
     else:
-        moved = op.out_bytes + op.in_bytes * max(1, len(op.inputs))
-    if op.kind in ("maxpool", "avgpool"):
-        moved += op.out_bytes * (k2 - 1)
-    return tflite_op_count(op) * moved / (m.tiles * m.act_bytes_per_cycle_per_tile), "memory"
+        reads = op.in_bytes * max(1, len(op.inputs))
+    rate = m.tiles * m.act_bytes_per_cycle_per_tile * m.mac_efficiency
+    return tflite_op_count(op) * reads / rate, "memory"
 
 
 def tflite_op_count(op: Op) -> int:
