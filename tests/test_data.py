@@ -75,6 +75,21 @@ def test_cifar10_val_held_out_and_class_mix(cifar):
     np.testing.assert_array_equal(d.y_val, y_all[d.val_indices])
 
 
+def test_val_images_decouples_the_validation_split_from_the_subset(cifar_dir, monkeypatch):
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(cifar_dir))
+    d = load_arrays("cifar10", subset=500, val_images=1500, seed=0)
+    assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (500, 1500, 10000)
+    assert len(np.intersect1d(d.train_indices, d.val_indices)) == 0
+    assert (np.bincount(d.y_val, minlength=10) >= 140).all()          # stratified
+    rule = load_arrays("cifar10", subset=500, seed=0)                  # 0: 10 % of train + val
+    assert len(rule.y_val) == 56
+    params = {"dataset": "cifar10", "seed": 0,
+              "proxy": {"subset": 500, "val_images": 1500, "resolution": 32}}
+    np.testing.assert_array_equal(data.load_proxy(params).val_indices, d.val_indices)
+    with pytest.raises(ValueError, match="val_images"):
+        load_arrays("cifar10", subset=500, val_images=-1)
+
+
 def test_cifar10_deterministic_with_seed(cifar, cifar_dir, monkeypatch):
     monkeypatch.setenv(data.DATA_DIR_ENV, str(cifar_dir))
     again = load_arrays("cifar10", subset=2000, seed=0)

@@ -211,14 +211,15 @@ def _stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-def _split_sizes(pool: int, val_fraction: float, subset: int | None, has_val: bool) -> tuple[int, int]:
+def _split_sizes(pool: int, val_fraction: float, subset: int | None, has_val: bool,
+                 val_images: int = 0) -> tuple[int, int]:
     """``(n_train, n_val)`` drawn from a training pool of ``pool`` images."""
     if has_val:  # validation comes from elsewhere
         return (pool if subset is None else min(subset, pool)), 0
     if subset is None:
-        n_val = int(round(val_fraction * pool))
+        n_val = int(round(val_fraction * pool)) if not val_images else min(int(val_images), pool - 1)
         return pool - n_val, n_val
-    n_val = int(round(subset * val_fraction / (1.0 - val_fraction)))
+    n_val = int(val_images) if val_images else int(round(subset * val_fraction / (1.0 - val_fraction)))
     if subset + n_val > pool:
         n_val_full = int(round(val_fraction * pool))
         warnings.warn(f"subset={subset} training images (+{n_val} validation) exceed the "
@@ -228,7 +229,9 @@ def _split_sizes(pool: int, val_fraction: float, subset: int | None, has_val: bo
     return subset, n_val
 
 
-def _check_args(seed, val_fraction, subset) -> None:
+def _check_args(seed, val_fraction, subset, val_images=0) -> None:
+    if not isinstance(val_images, (int, np.integer)) or isinstance(val_images, bool) or val_images < 0:
+        raise ValueError(f"val_images must be a non-negative int (0: val_fraction), got {val_images!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     if not (isinstance(val_fraction, (int, float)) and 0.0 <= val_fraction < 1.0):
@@ -239,11 +242,11 @@ def _check_args(seed, val_fraction, subset) -> None:
 
 
 def _assemble(x_pool, y_pool, x_test, y_test, classes, source, *, seed, val_fraction, subset,
-              mean=None, std=None, x_val=None, y_val=None) -> Dataset:
+              val_images=0, mean=None, std=None, x_val=None, y_val=None) -> Dataset:
     """Split a training pool into train / val (seeded, stratified) and build the `Dataset`."""
     y_pool = np.asarray(y_pool).astype(np.int32).reshape(-1)
     has_val = x_val is not None
-    n_train, n_val = _split_sizes(len(y_pool), val_fraction, subset, has_val)
+    n_train, n_val = _split_sizes(len(y_pool), val_fraction, subset, has_val, val_images)
     order = _stratified_order(y_pool, np.random.default_rng(seed))
     val_idx, train_idx = order[:n_val], order[n_val:n_val + n_train]
     if not has_val:
@@ -349,9 +352,9 @@ def _keras_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, y_train, x_test, y_test
 
 
-def _load_cifar10(*, seed, val_fraction, subset) -> Dataset:
+def _load_cifar10(*, seed, val_fraction, subset, val_images=0) -> Dataset:
     tried: list[str] = []
-    kw = dict(seed=seed, val_fraction=val_fraction, subset=subset,
+    kw = dict(seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
               mean=CIFAR10_MEAN, std=CIFAR10_STD)
     data_dir = os.environ.get(DATA_DIR_ENV)
     if data_dir:
@@ -432,7 +435,7 @@ def synthetic_images(n: int, *, num_classes: int = 10, image_size: int = 32, see
     return x, y
 
 
-def _load_synthetic(*, seed, val_fraction, subset, image_size) -> Dataset:
+def _load_synthetic(*, seed, val_fraction, subset, val_images=0, image_size) -> Dataset:
     pool = _SYNTHETIC_TRAIN
     if subset is not None:
         pool = max(pool, math.ceil(subset / (1.0 - val_fraction)) + 10)
@@ -443,7 +446,7 @@ def _load_synthetic(*, seed, val_fraction, subset, image_size) -> Dataset:
     return _assemble(x, y, x_test, y_test, classes,
                      f"synthetic (generated: {pool} train-pool + {_SYNTHETIC_TEST} test images, "
                      f"{image_size}x{image_size})",
-                     seed=seed, val_fraction=val_fraction, subset=subset)
+                     seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images)
 
 
 # --------------------------------------------------------------------------------------- folder
@@ -484,7 +487,7 @@ def _read_image_folder(path: Path, image_size: tuple[int, int], class_names=None
     return x, y, tuple(subdirs)
 
 
-def _load_folder(root: str, *, seed, val_fraction, subset, image_size) -> Dataset:
+def _load_folder(root: str, *, seed, val_fraction, subset, val_images=0, image_size) -> Dataset:
     path = Path(root).expanduser()
     layout = (f"expected {path}/train/<class>/<images> and {path}/test/<class>/<images> "
               f"(or val/ instead of, or besides, test/)")
@@ -505,12 +508,13 @@ def _load_folder(root: str, *, seed, val_fraction, subset, image_size) -> Datase
     else:  # val/ alone is the held-out evaluation split (ImageNet's convention)
         x_test, y_test, _ = _read_image_folder(val_dir, size, classes)
     return _assemble(x_pool, y_pool, x_test, y_test, classes, str(path.resolve()),
-                     seed=seed, val_fraction=val_fraction, subset=subset, x_val=x_val, y_val=y_val)
+                     seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
+                     x_val=x_val, y_val=y_val)
 
 
 # ----------------------------------------------------------------------------------------- tfds
 
-def _load_tfds(name: str, *, seed, val_fraction, subset, image_size) -> Dataset:
+def _load_tfds(name: str, *, seed, val_fraction, subset, val_images=0, image_size) -> Dataset:
     try:
         import tensorflow_datasets as tfds
     except ImportError:
@@ -566,13 +570,13 @@ def _load_tfds(name: str, *, seed, val_fraction, subset, image_size) -> Dataset:
     if not classes:
         classes = tuple(str(k) for k in range(int(max(y_pool.max(), y_test.max())) + 1))
     return _assemble(x_pool, y_pool, x_test, y_test, classes, f"tfds:{name} ({where})",
-                     seed=seed, val_fraction=val_fraction, subset=subset)
+                     seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images)
 
 
 # ---------------------------------------------------------------------------------- load_arrays
 
 def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: int | None = None,
-                image_size: int | Sequence[int] = 32) -> Dataset:
+                image_size: int | Sequence[int] = 32, val_images: int = 0) -> Dataset:
     """Resolve a ``dataset`` spec and load it into memory, split into train / val / test.
 
     Args:
@@ -588,6 +592,10 @@ def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: 
         image_size: height = width (int) or ``(height, width)`` in pixels that ``folder:`` and
             ``tfds:`` images are resized to, and the size of ``synthetic`` images (int only).
             CIFAR-10 is always 32 px; `make_pipeline` resizes for training.
+        val_images: validation images drawn from the training pool (disjoint from the training
+            subset) instead of the ``val_fraction`` rule; 0: the rule. A validation split of a few
+            hundred images resolves accuracy to +-2-3 points only (params key ``proxy.val_images``).
+            Ignored where the data has its own validation split.
 
     Returns:
         The `Dataset`.
@@ -598,23 +606,33 @@ def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: 
         ValueError: an unknown spec, bad arguments, or a malformed file / folder.
         ImportError: ``tfds:`` without tensorflow_datasets installed.
     """
-    _check_args(seed, val_fraction, subset)
+    _check_args(seed, val_fraction, subset, val_images)
     seed = int(seed)
     if spec == "cifar10":
-        return _load_cifar10(seed=seed, val_fraction=val_fraction, subset=subset)
+        return _load_cifar10(seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images)
     if spec == "synthetic":
         if not isinstance(image_size, int):
             raise ValueError(f"synthetic images are square: image_size must be an int, "
                              f"got {image_size!r}")
         return _load_synthetic(seed=seed, val_fraction=val_fraction, subset=subset,
-                               image_size=image_size)
+                               image_size=image_size, val_images=val_images)
     if isinstance(spec, str) and spec.startswith("folder:") and len(spec) > len("folder:"):
         return _load_folder(spec[len("folder:"):], seed=seed, val_fraction=val_fraction,
-                            subset=subset, image_size=image_size)
+                            subset=subset, image_size=image_size, val_images=val_images)
     if isinstance(spec, str) and spec.startswith("tfds:") and len(spec) > len("tfds:"):
         return _load_tfds(spec[len("tfds:"):], seed=seed, val_fraction=val_fraction,
-                          subset=subset, image_size=image_size)
+                          subset=subset, image_size=image_size, val_images=val_images)
     raise ValueError(f"unknown dataset {spec!r}; choose cifar10, synthetic, folder:PATH or tfds:NAME")
+
+
+def load_proxy(params: dict, seed: int | None = None) -> Dataset:
+    """The proxy task's data for a params dict: ``dataset`` split with ``proxy.subset`` training
+    and ``proxy.val_images`` validation images, ``proxy.resolution`` where images are resized;
+    ``seed`` None: the params' seed."""
+    proxy = params["proxy"]
+    return load_arrays(params["dataset"], seed=params["seed"] if seed is None else seed,
+                       subset=proxy["subset"], val_images=proxy.get("val_images", 0),
+                       image_size=proxy["resolution"])
 
 
 # ------------------------------------------------------------------------------------- pipeline

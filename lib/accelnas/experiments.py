@@ -23,13 +23,13 @@ from .arch import ArchSpec
 from .io import write_parquet
 
 CACHE_FILE = "trained.parquet"
-_PROXY_KEYS = ("subset", "epochs", "resolution", "batch_size", "width_mult")
+_PROXY_KEYS = ("subset", "val_images", "epochs", "resolution", "batch_size", "width_mult")
 
 
 def training_key(arch: ArchSpec, proxy: Mapping, dataset: str, seed: int) -> str:
     """Identity of one proxy training: architecture (not its name), proxy budget, dataset, seed."""
     blob = json.dumps({"arch": arch.replace(name="model").encode(),  # the name is not the model
-                       "proxy": {k: proxy[k] for k in _PROXY_KEYS},
+                       "proxy": {k: proxy[k] for k in _PROXY_KEYS if k in proxy},
                        "dataset": dataset, "seed": int(seed)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -42,7 +42,7 @@ def proxy_for(arch: ArchSpec, proxy: Mapping, base_resolution: int | None) -> di
     resolution knob reaches the proxy task too (224 -> 32, 240 -> 36, 300 -> 44 with a 32 px proxy
     of a 224 px search). ``base_resolution`` None: every model trains at ``proxy.resolution``.
     """
-    out = {k: proxy[k] for k in _PROXY_KEYS}
+    out = {k: proxy[k] for k in _PROXY_KEYS if k in proxy}
     if base_resolution:
         out["resolution"] = max(8, int(round(proxy["resolution"] * arch.resolution / base_resolution / 4)) * 4)
     return out

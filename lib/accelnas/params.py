@@ -144,6 +144,8 @@ SCHEMA: dict = {
     "samples": Key(int, 200, "architectures notebook 01 samples to show the space", **_POS_INT),
     "proxy": {
         "subset": Key(int, 5000, "training images of the proxy task", **_POS_INT),
+        "val_images": Key(int, 0, "validation images (from the training pool, disjoint from the subset) "
+                                  "that score candidates; 0: 10 % of train + val", min=0),
         "epochs": Key(int, 3, "training epochs per candidate", **_POS_INT),
         "resolution": Key(int, 32, "training input size of the proxy task, pixels", min=8, max=1024),
         "batch_size": Key(int, 128, "training batch size", **_POS_INT),

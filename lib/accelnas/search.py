@@ -354,10 +354,9 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     remaining = su.oracle.max_trials - done
     if remaining > 0:
         if data is None and not is_chief:
-            from .data import load_arrays
+            from .data import load_proxy
 
-            data = load_arrays(params["dataset"], seed=params["seed"], subset=params["proxy"]["subset"],
-                               image_size=params["proxy"]["resolution"])
+            data = load_proxy(params)
         tuner.search(data)
     if bar is not None:
         bar.close()

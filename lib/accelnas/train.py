@@ -447,7 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed = p["seed"] if args.seed is None else args.seed
     t = time.perf_counter()
     data = load_arrays(p["dataset"], subset=proxy["subset"], seed=seed,
-                       image_size=proxy["resolution"])
+                       image_size=proxy["resolution"], val_images=proxy["val_images"])
     load_s = time.perf_counter() - t
     space = SearchSpace.from_params(p["search_space"], load_accelerators(p["accelerators"]))
     rng = np.random.default_rng(seed)
