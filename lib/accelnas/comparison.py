@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from .arch import ArchSpec, decode_arch
-from .pareto import dominates
 
 MODEL_KINDS = ("searched", "scaled", "baseline")
 
@@ -96,11 +95,17 @@ def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence
     accuracy spread?
 
     ``table`` has one row per model with ``name``, ``<acc>_mean``, ``<acc>_std`` and the latency
-    column. A subject dominates beyond the spread when it is at least as fast, and more accurate by
-    more than the larger of the two seed standard deviations (or at least as accurate and faster,
-    with an accuracy deficit within no spread). Latency comes from a deterministic model, so it has
-    no spread. Verdicts: ``dominates``, ``dominated``, ``trade-off`` (better on one axis, worse on
-    the other), ``within spread`` (accuracies too close to call at equal-or-better latency).
+    column. The spread is the larger of the two models' seed standard deviations; latency comes
+    from a deterministic model (or a median of many runs) and has none. An accuracy difference
+    counts only beyond the spread, a latency difference counts when it is not zero. Verdicts:
+
+    * ``dominates``: more accurate beyond the spread **and** faster ("higher proxy accuracy at
+      lower latency", `accelnas.pareto.dominates` with ``require_all``); ``dominated``: the reverse;
+    * ``trade-off``: more accurate beyond the spread but slower, or less accurate but faster;
+    * ``faster, accuracy within spread`` / ``slower, accuracy within spread``: the accuracies cannot
+      be told apart by this run;
+    * ``more accurate, same latency`` / ``less accurate, same latency``; ``within spread``: neither
+      axis differs.
     """
     t = table.set_index("name")
     rows = []
@@ -110,19 +115,25 @@ def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence
                 continue
             a, b = t.loc[s], t.loc[r]
             spread = float(np.nanmax([a[f"{acc}_std"], b[f"{acc}_std"], 0.0]))
-            pa = (a[f"{acc}_mean"], a[latency_col])
-            pb = (b[f"{acc}_mean"], b[latency_col])
-            if dominates(pa, pb, margin=(spread, 0.0)):
-                verdict = "dominates"
-            elif dominates(pb, pa, margin=(spread, 0.0)):
-                verdict = "dominated"
-            elif (pa[0] - pb[0]) * (pb[1] - pa[1]) < 0 and abs(pa[0] - pb[0]) > spread:
+            d_acc = a[f"{acc}_mean"] - b[f"{acc}_mean"]
+            d_lat = b[latency_col] - a[latency_col]          # > 0: the subject is faster
+            acc_sign = int(d_acc > spread) - int(d_acc < -spread)
+            lat_sign = int(d_lat > 0) - int(d_lat < 0)
+            if acc_sign and acc_sign == lat_sign:
+                verdict = "dominates" if acc_sign > 0 else "dominated"
+            elif acc_sign and lat_sign:
                 verdict = "trade-off"
+            elif lat_sign:
+                verdict = ("faster" if lat_sign > 0 else "slower") + ", accuracy within spread"
+            elif acc_sign:
+                verdict = ("more" if acc_sign > 0 else "less") + " accurate, same latency"
             else:
                 verdict = "within spread"
-            rows.append({"model": s, "reference": r, "accuracy": pa[0], "reference_accuracy": pb[0],
-                         "spread": spread, "latency_ms": pa[1], "reference_latency_ms": pb[1],
-                         "latency_ratio": pa[1] / pb[1] if pb[1] else np.nan, "verdict": verdict})
+            rows.append({"model": s, "reference": r, "accuracy": a[f"{acc}_mean"],
+                         "reference_accuracy": b[f"{acc}_mean"], "spread": spread,
+                         "latency_ms": a[latency_col], "reference_latency_ms": b[latency_col],
+                         "latency_ratio": a[latency_col] / b[latency_col] if b[latency_col] else np.nan,
+                         "verdict": verdict})
     return pd.DataFrame(rows)
 
 
