@@ -104,13 +104,16 @@ def test_bad_only_runs_nothing(tmp_path, params_file):
 # ---------------------------------------------------------------------------------------------
 # execution (starts kernels)
 
-def test_run_executes_in_order_and_writes_manifest(tmp_path, params_file, params_api, capsys):
+def test_run_executes_in_order_and_writes_manifest(tmp_path, params_file, params_api, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ACCELNAS_DATA_DIR", "data")   # relative to where `accelnas run` starts
     nbs = tmp_path / "nbs"
     make_notebook(
         nbs / "01_first.ipynb",
         "import json, os, pathlib\n"
         "info = dict(params_file=params_file, run_dir=run_dir, seed=seed, overrides=overrides,\n"
-        "            tf_log=os.environ.get('TF_CPP_MIN_LOG_LEVEL'), cwd=os.getcwd())\n"
+        "            tf_log=os.environ.get('TF_CPP_MIN_LOG_LEVEL'), cwd=os.getcwd(),\n"
+        "            data_dir=os.environ.get('ACCELNAS_DATA_DIR'))\n"
         "pathlib.Path(run_dir, 'first.json').write_text(json.dumps(info))")
     make_notebook(nbs / "02_second.ipynb",
                   "import json, pathlib\nassert pathlib.Path(run_dir, 'first.json').exists()\n"
@@ -128,6 +131,7 @@ def test_run_executes_in_order_and_writes_manifest(tmp_path, params_file, params
     assert info["overrides"] == {}
     assert info["tf_log"] is not None
     assert Path(info["cwd"]) == nbs.resolve()
+    assert info["data_dir"] == str(tmp_path.resolve() / "data")
     assert json.loads((run_dir / "second.json").read_text()) == [expected["seed"], {}]
     executed = sorted(p.name for p in (run_dir / "executed").iterdir())
     assert executed == ["01_first.ipynb", "02_second.ipynb"]

@@ -284,6 +284,9 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
     say = log or (lambda *a, **k: None)
 
     env = dict(KERNEL_ENV)
+    from .data import DATA_DIR_ENV
+    if os.environ.get(DATA_DIR_ENV):  # kernels run in the notebooks' folder: a relative path would move
+        os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
     if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= 4294967295:
         env["PYTHONHASHSEED"] = str(seed)
     manifest: dict[str, Any] = {
