@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from accelnas.latency import estimate  # noqa: E402
-from accelnas.latency import report as R  # noqa: E402
+from accelnas.latency import fidelity as R  # noqa: E402
 from accelnas.latency.calibrate import (CALIBRATION_CSV, HELDOUT_CSV, calibration_rows,  # noqa: E402
                                         heldout_rows, row_graph)
 

@@ -6,7 +6,7 @@ Speed (one process pinned to one CPU core, `time.perf_counter`): the APM and the
 architectures freshly sampled from the search space of the params file at 224 px on coral. The
 APM is timed on a fresh instance (empty block cache: ``apm_archs_per_s``, what a new search sees)
 and again on the same architectures (``apm_archs_per_s_warm``); the simulator's time includes
-building the op graph (`accelnas.graph.from_arch`). Wall clock, and for the APM also per second of
+building the op graph (`accelnas.space.graph.from_arch`). Wall clock, and for the APM also per second of
 this process's CPU time (``apm_archs_per_cpu_s[_warm]``), which other load on a shared machine
 disturbs less.
 
@@ -42,13 +42,14 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from accelnas import hardware, params as P  # noqa: E402
-from accelnas.graph import from_arch  # noqa: E402
+from accelnas.latency import accelerator as hardware  # noqa: E402
+from accelnas import params as P
+from accelnas.space.graph import from_arch  # noqa: E402
 from accelnas.latency import apm_for, machine  # noqa: E402
-from accelnas.latency import report as R  # noqa: E402
+from accelnas.latency import fidelity as R  # noqa: E402
 from accelnas.latency.apm import APM  # noqa: E402
 from accelnas.latency.sim import simulate  # noqa: E402
-from accelnas.space import SearchSpace  # noqa: E402
+from accelnas.space.search_space import SearchSpace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELERATOR = "coral"

@@ -5,8 +5,8 @@
         [--learning-rate LR] [--baseline-decay BD] [--pg-variant LR:BD:POP ...]
         [--evo-variant POP:SAMPLE ...] [--params FILE] [--cache FILE] [--fast]
 
-Every controller (evolution, policy_gradient, random; `accelnas.oracles`) runs the real search
-(`accelnas.search.run_search`, keras-tuner, one fresh temporary folder per (controller, seed)) over
+Every controller (evolution, policy_gradient, random; `accelnas.search.oracles`) runs the real search
+(`accelnas.search.tuner.run_search`, keras-tuner, one fresh temporary folder per (controller, seed)) over
 the search space, accelerators, latency model (``latency.method``: apm), targets, reward (soft
 constraint, alpha = beta = -0.07, on ``target_accelerator`` coral) and latency cap of the params
 file (default ``params/default.yaml``), with ``--trials`` trials per run and seeds 0..K-1. Only the
@@ -19,7 +19,7 @@ them) to tune it at equal budget.
 Objectives (``--objective``), both on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
 
 - ``naswot`` (default): the zero-cost NASWOT score of Mellor et al. 2021 ("Neural Architecture
-  Search without Training"): the candidate's proxy (`accelnas.proxy.proxy_arch`: 32 px, width
+  Search without Training"): the candidate's proxy (`accelnas.search.proxy.proxy_arch`: 32 px, width
   ``NASWOT_WIDTH``, 10 classes, the stride rule of the proxy task) is built with Keras at its
   seeded initialisation (seed ``OBJECTIVE_SEED``); one fixed batch of ``NASWOT_BATCH`` normalized
   CIFAR-10 training images goes through it (BatchNorm in training mode); every activation (ReLU,
@@ -37,7 +37,7 @@ Objectives (``--objective``), both on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar1
   on this space it agreed only weakly with a 3-epoch proxy training (``CALIBRATION``). The
   benchmark thus compares the controllers as optimisers of a real, data-dependent, deterministic
   objective under the real latency model; it does not predict final accuracies.
-- ``tiny-train``: a tiny real training (`accelnas.train.train_proxy`: ``TINY_TRAIN`` budget on a
+- ``tiny-train``: a tiny real training (`accelnas.search.train.train_proxy`: ``TINY_TRAIN`` budget on a
   ``TINY_TRAIN["subset"]``-image class-balanced training subset, accuracy on the held-out validation
   split). Real, but ~30-50 s per architecture on 2 busy cores: use it with small --trials.
 
@@ -48,7 +48,7 @@ search proposes it (the trial seed `run_search` passes is ignored on purpose).
 Reported per controller (mean +- std over seeds, and the per-seed values):
 
 - ``best_reward``: the best reward of the run;
-- ``hypervolume``: Pareto hypervolume (`accelnas.pareto.hypervolume_2d`) of the completed trials'
+- ``hypervolume``: Pareto hypervolume (`accelnas.report.pareto.hypervolume_2d`) of the completed trials'
   (accuracy, latency on the target accelerator) against the FIXED reference point (accuracy 0,
   latency ``HV_REF_FACTOR`` x target latency = the default latency cap), units accuracy x ms;
 - ``best_so_far``: mean best reward over the first k trials at a few checkpoints;
@@ -80,7 +80,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
-from accelnas.pareto import hypervolume_2d  # noqa: E402
+from accelnas.report.pareto import hypervolume_2d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PARAMS = ROOT / "params" / "default.yaml"
@@ -143,8 +143,8 @@ class NaswotObjective:
         import keras
         import tensorflow as tf
 
-        from accelnas.builder import build
-        from accelnas.proxy import proxy_arch
+        from accelnas.space.builder import build
+        from accelnas.search.proxy import proxy_arch
 
         p = proxy_arch(arch, resolution=self.resolution, width_mult=self.width_mult,
                        num_classes=self.num_classes)
@@ -183,7 +183,7 @@ class TinyTrainObjective:
                 **self.budget}
 
     def __call__(self, arch, data, seed) -> dict:
-        from accelnas.train import train_proxy
+        from accelnas.search.train import train_proxy
 
         r = train_proxy(arch, data, seed=self.seed, **self.budget)
         return {"accuracy": float(r.accuracy), "val_loss": float(r.val_loss),
@@ -231,7 +231,7 @@ class Cached:
 
 
 def load_data(objective: str, fast: bool):
-    from accelnas.data import load_arrays
+    from accelnas.search.data import load_arrays
 
     subset = NASWOT_SUBSET
     if objective == "tiny-train":
@@ -347,7 +347,7 @@ def main(argv=None) -> dict:
         print(*line, file=out, flush=True)
 
     t_start = time.perf_counter()
-    from accelnas.search import run_search  # imports keras-tuner / TensorFlow
+    from accelnas.search.tuner import run_search  # imports keras-tuner / TensorFlow
 
     base = P.load(a.params)
     over = {"search.trials": a.trials}

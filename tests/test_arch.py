@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from accelnas.arch import (ArchSpec, BlockSpec, decode_arch, decode_block, make_divisible, scale)
-from accelnas import zoo
+from accelnas.space.arch import (ArchSpec, BlockSpec, decode_arch, decode_block, make_divisible, scale)
+from accelnas.space import zoo
 
 
 @pytest.mark.parametrize("text", [

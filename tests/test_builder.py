@@ -1,7 +1,7 @@
 """Keras models built from architectures match their op graphs; keras.applications counts match."""
 import pytest
 
-from accelnas import graph, zoo
+from accelnas.space import graph, zoo
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from accelnas import cli, graph, runner, zoo
+from accelnas import cli, runner
+from accelnas.space import graph, zoo
 
 
 def test_zoo_json_is_one_object(capsys):

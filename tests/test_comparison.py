@@ -6,8 +6,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from accelnas.comparison import dominance
-from accelnas.pareto import dominates
+from accelnas.report.comparison import dominance
+from accelnas.report.pareto import dominates
 
 
 def table(rows):

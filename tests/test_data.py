@@ -1,4 +1,4 @@
-"""Dataset resolution (`accelnas.data.load_arrays`) and the tf.data pipeline (`make_pipeline`).
+"""Dataset resolution (`accelnas.search.data.load_arrays`) and the tf.data pipeline (`make_pipeline`).
 
 The CIFAR-10 tests read ``$ACCELNAS_DATA_DIR/cifar10.npz`` (CI sets it to ../shared/data; when it
 is unset, /work/shared/data is used if it holds the file, else they are skipped). The npz is read
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelnas import data
-from accelnas.data import load_arrays, make_pipeline
+from accelnas.search import data
+from accelnas.search.data import load_arrays, make_pipeline
 
 _FALLBACK_DATA_DIR = Path("/work/shared/data")
 

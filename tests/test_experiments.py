@@ -3,8 +3,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from accelnas import zoo
-from accelnas.experiments import CACHE_FILE, load_cache, summarize, train_models
+from accelnas.space import zoo
+from accelnas.search.trainings import CACHE_FILE, load_cache, summarize, train_models
 
 PROXY = {"subset": 256, "epochs": 1, "resolution": 16, "batch_size": 64, "width_mult": 0.25}
 MODELS = [("v3s", "baseline", zoo.get("mobilenet_v3_small")),
@@ -63,7 +63,7 @@ def test_duplicate_names_are_rejected(tmp_path):
 
 @pytest.mark.slow
 def test_real_training_on_synthetic_data(tmp_path):
-    from accelnas.data import load_arrays
+    from accelnas.search.data import load_arrays
 
     data = load_arrays("synthetic", subset=256, image_size=16)
     df = train_models(MODELS[:1], lambda: data, PROXY, [0], run_dir=tmp_path, dataset="synthetic",
@@ -74,7 +74,7 @@ def test_real_training_on_synthetic_data(tmp_path):
 
 
 def test_proxy_resolution_follows_the_deployment_resolution():
-    from accelnas.experiments import proxy_for
+    from accelnas.search.trainings import proxy_for
 
     base = zoo.get("efficientnet_edgetpu_s")
     assert proxy_for(base, dict(PROXY, resolution=32), 224)["resolution"] == 32

@@ -1,8 +1,8 @@
 """The analytic op graph (pure)."""
 import pytest
 
-from accelnas import graph, zoo
-from accelnas.arch import arch_from_strings
+from accelnas.space import graph, zoo
+from accelnas.space.arch import arch_from_strings
 
 
 def _tiny(blocks, **kw):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from accelnas import zoo
-from accelnas.graph import COMPUTE_KINDS, OP_ACTIVATIONS, OP_KINDS, from_arch
-from accelnas.graph_keras import from_keras
+from accelnas.space import zoo
+from accelnas.space.graph import COMPUTE_KINDS, OP_ACTIVATIONS, OP_KINDS, from_arch
+from accelnas.space.graph_keras import from_keras
 
 keras = pytest.importorskip("keras")
 layers = keras.layers
@@ -90,7 +90,7 @@ def test_folding_in_applications():
 
 
 def test_import_is_cheap():
-    code = ("import sys, accelnas.graph_keras; "
+    code = ("import sys, accelnas.space.graph_keras; "
             "print('keras' in sys.modules or 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -108,7 +108,7 @@ _FIELDS = ("name", "kind", "in_shape", "out_shape", "kernel", "stride", "groups"
 
 @pytest.mark.parametrize("name,resolution,num_classes", _ZOO_CASES)
 def test_agrees_with_analytic_graph(name, resolution, num_classes):
-    from accelnas.builder import build
+    from accelnas.space.builder import build
 
     arch = zoo.get(name, resolution, num_classes)
     model = build(arch)

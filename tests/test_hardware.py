@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accelnas import hardware
-from accelnas.hardware import Accelerator, load_accelerator
+from accelnas.latency import accelerator as hardware
+from accelnas.latency.accelerator import Accelerator, load_accelerator
 from accelnas.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]

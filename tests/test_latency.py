@@ -15,14 +15,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from accelnas import cli, hardware, params as P, zoo
-from accelnas.graph import Op, OpGraph, conv_op, from_arch
+from accelnas import cli, params as P
+from accelnas.latency import accelerator as hardware
+from accelnas.space import zoo
+from accelnas.space.graph import Op, OpGraph, conv_op, from_arch
 from accelnas.latency import estimate, machine
-from accelnas.latency import report as R
+from accelnas.latency import fidelity as R
 from accelnas.latency.apm import APM
 from accelnas.latency.sim import simulate
 from accelnas.params import ParamsError
-from accelnas.space import SearchSpace
+from accelnas.space.search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 HW = ROOT / "params" / "hardware"
@@ -204,8 +206,7 @@ def test_apm_is_the_simulators_closed_form(accs, archs):
 
 def test_apm_for_is_calibrated_from_the_stored_coefficients(accs):
     from accelnas.latency import apm_for
-    from accelnas.latency.calibrate import (APM_COEF_JSON, apm_coefficients, machine_fingerprint,
-                                            stored_apm_coefficients)
+    from accelnas.latency.calibrate import (APM_COEF_JSON, apm_coefficients, machine_fingerprint, stored_apm_coefficients)
 
     stored = stored_apm_coefficients()
     assert APM_COEF_JSON.is_file() and {"coral", "pixel4"} <= set(stored)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accelnas import params, zoo
+from accelnas import params
+from accelnas.space import zoo
 from accelnas.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accelnas.pareto import dominates, front_frame, hypervolume_2d, nondominated_sort, pareto_mask
+from accelnas.report.pareto import dominates, front_frame, hypervolume_2d, nondominated_sort, pareto_mask
 
 # (accuracy, latency_ms): the defaults maximize accuracy and minimize latency.
 POINTS = np.array([
@@ -17,7 +17,7 @@ POINTS = np.array([
 
 
 def test_pure_module():
-    import accelnas.pareto as mod
+    import accelnas.report.pareto as mod
     assert "tensorflow" not in open(mod.__file__).read()
 
 
@@ -45,7 +45,7 @@ def test_mask_single_objective_and_many_objectives():
 
 
 def test_mask_chunking_matches_bruteforce(monkeypatch):
-    import accelnas.pareto as mod
+    import accelnas.report.pareto as mod
 
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(300, 2)).round(1)        # rounding makes ties

@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from accelnas import cli, report, runner
-from accelnas.report import ReportError, find_remote_resources, render_report
+from accelnas import cli, runner
+from accelnas.report import html as report
+from accelnas.report.html import ReportError, find_remote_resources, render_report
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "params" / "smoke.yaml"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from accelnas.reward import HARD, SOFT, latency_factor, mnas_reward, multi_reward, used_accelerators
+from accelnas.search.reward import HARD, SOFT, latency_factor, mnas_reward, multi_reward, used_accelerators
 
 
 def test_soft_constraint_matches_the_formula():
@@ -65,7 +65,7 @@ def test_reward_is_pure_python_no_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, accelnas.reward; print('tensorflow' in sys.modules)"
+    code = "import sys, accelnas.search.reward; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert math.isfinite(mnas_reward(0.5, 1.0, 1.0))

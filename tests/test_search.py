@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from accelnas import params as params_mod
-from accelnas.graph import from_arch
-from accelnas.search import best_arch, run_search, setup, trials_frame
+from accelnas.space.graph import from_arch
+from accelnas.search.tuner import best_arch, run_search, setup, trials_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_resume_after_kill_continues_exactly(smoke, tmp_path):
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(smoke, tmp_path):
-    from accelnas.train import TrainingDiverged
+    from accelnas.search.train import TrainingDiverged
 
     n = []
 
@@ -134,7 +134,7 @@ def test_policy_gradient_learns_a_rewarded_choice(smoke, tmp_path):
     last = (df.accuracy.iloc[-12:] == 0.8).mean()
     assert last > first + 0.2, (first, last)
     # the policy itself moved: replay it from the finished trials
-    from accelnas.search import NASTuner  # noqa: F401  (the project reloads through keras-tuner)
+    from accelnas.search.tuner import NASTuner  # noqa: F401  (the project reloads through keras-tuner)
     su.oracle._set_project_dir(str(tmp_path / "search"), "policy_gradient")
     su.oracle.reload()
     probs = su.oracle.probabilities()["s1_block"]

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelnas import graph, params
-from accelnas.arch import decode_arch, make_divisible
-from accelnas.hardware import load_accelerator
-from accelnas.space import DECISIONS, Exclusion, SearchSpace
+from accelnas.space import graph
+from accelnas import params
+from accelnas.space.arch import decode_arch, make_divisible
+from accelnas.latency.accelerator import load_accelerator
+from accelnas.space.search_space import DECISIONS, Exclusion, SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +43,8 @@ def tiny_space(**changes) -> SearchSpace:
 
 
 def test_pure_modules_do_not_import_tensorflow():
-    code = ("import sys, numpy as np; from accelnas import params, hardware, space; "
+    code = ("import sys, numpy as np; from accelnas import params; from accelnas.latency import accelerator as hardware; "
+            "from accelnas.space import search_space as space; "
             "p = params.load('params/smoke.yaml'); "
             "s = space.SearchSpace.from_params(p['search_space'], hardware.load_accelerators(p['accelerators'])); "
             "s.sample(np.random.default_rng(0)); "

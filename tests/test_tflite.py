@@ -6,7 +6,7 @@ each model once per module, at 64 px / 10 classes with 4 random calibration imag
 import numpy as np
 import pytest
 
-from accelnas.compat import edgetpu_compat, load_schema
+from accelnas.latency.compat import edgetpu_compat, load_schema
 
 RES = 64
 
@@ -138,7 +138,7 @@ def test_modern_compiler_maps_hard_swish():
     old = edgetpu_compat(data, use_compiler=False)
     assert old.partition_index == 1 and "2019" in old.ops[1].reason
     assert edgetpu_compat(data, modern_compiler=True, use_compiler=False).fully_mapped
-    from accelnas.compat import SUPPORTED_OPS_2019
+    from accelnas.latency.compat import SUPPORTED_OPS_2019
     table = [*SUPPORTED_OPS_2019, "HARD_SWISH"]  # e.g. an Accelerator's supported_ops
     assert edgetpu_compat(data, supported_ops=table, use_compiler=False).fully_mapped
 
@@ -162,7 +162,7 @@ def test_compat_rejects_non_tflite(tmp_path):
 # --------------------------------------------------------------------------- Edge TPU runtime
 
 def test_edgetpu_unavailable_is_explained():
-    from accelnas.measure import EdgeTPUUnavailable, edgetpu_available, measure_tflite
+    from accelnas.latency.measure import EdgeTPUUnavailable, edgetpu_available, measure_tflite
 
     ok, reason = edgetpu_available()
     if ok:
@@ -173,7 +173,7 @@ def test_edgetpu_unavailable_is_explained():
 
 
 def test_measure_tiny_model():
-    from accelnas.measure import measure_tflite
+    from accelnas.latency.measure import measure_tflite
 
     m = measure_tflite(_model([CONV]), warmup=1, runs=7, device="auto")
     assert m["latency_ms"] > 0 and m["runs"] == 7 and m["threads"] == 1
@@ -193,8 +193,8 @@ def _rep(n=4, res=RES):
 def zoo_int8():
     import keras
 
-    from accelnas import zoo
-    from accelnas.export import to_int8_tflite
+    from accelnas.space import zoo
+    from accelnas.latency.tflite import to_int8_tflite
 
     out = {}
     for name in ("mobilenet_v3_small", "efficientnet_edgetpu_s"):
@@ -217,8 +217,8 @@ def _tiny(keras, act_layer):
 
 @pytest.mark.slow
 def test_int8_export_io_and_measure(zoo_int8, tmp_path):
-    from accelnas.measure import measure_tflite
-    from accelnas.export import float_ops, read_tflite
+    from accelnas.latency.measure import measure_tflite
+    from accelnas.latency.tflite import float_ops, read_tflite
 
     data = zoo_int8["efficientnet_edgetpu_s"]
     s = load_schema()
@@ -253,7 +253,7 @@ def test_compat_mobilenetv3_vs_efficientnet_edgetpu(zoo_int8):
     assert ent.fully_mapped and ent.partition_index is None and ent.cpu_ops == []
     assert {o.op for o in ent.ops} <= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN",
                                        "FULLY_CONNECTED", "SOFTMAX"}
-    from accelnas import graph, zoo
+    from accelnas.space import graph, zoo
     assert ent.total_macs == graph.from_arch(zoo.get("efficientnet_edgetpu_s", RES, 10)).macs
 
 
@@ -261,7 +261,7 @@ def test_compat_mobilenetv3_vs_efficientnet_edgetpu(zoo_int8):
 def test_op_outside_table_partitions_there(tmp_path):
     import keras
 
-    from accelnas.export import FloatOpsWarning, Int8ConversionError, to_int8_tflite
+    from accelnas.latency.tflite import FloatOpsWarning, Int8ConversionError, to_int8_tflite
 
     rep = _rep(4, 16)
     leaky = to_int8_tflite(_tiny(keras, keras.layers.LeakyReLU()), rep, tmp_path / "a.tflite")
@@ -295,7 +295,7 @@ def test_op_outside_table_partitions_there(tmp_path):
 def test_load_model_roundtrip(tmp_path):
     import keras
 
-    from accelnas.export import load_model
+    from accelnas.latency.tflite import load_model
 
     m = _tiny(keras, keras.layers.ReLU())
     m.save(tmp_path / "m.keras")

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from accelnas import runner
-from accelnas.arch import decode_arch
-from accelnas.space import SearchSpace
+from accelnas.space.arch import decode_arch
+from accelnas.space.search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 

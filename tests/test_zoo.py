@@ -1,7 +1,7 @@
 """Pinned figures of the zoo at their own resolution and 1000 classes, analytically."""
 import pytest
 
-from accelnas import graph, zoo
+from accelnas.space import graph, zoo
 
 # name -> (params, MACs, which parameter count the source reports, tolerance). Sources: the issue /
 # FACTS.md section 4 / keras.applications count_params(). "keras": all Keras weights incl. BN

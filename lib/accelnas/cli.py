@@ -7,10 +7,10 @@ Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`)
 * ``accelnas zoo [NAME ...] [--resolution N] [--json]``: the reference models with their
   parameters and MACs (analytic op graph, no TensorFlow).
 * ``accelnas latency MODEL --hardware H --method sim|apm|measure`` and ``accelnas compat MODEL``:
-  latency estimates and Edge TPU compatibility (`accelnas.latency`, `accelnas.compat`).
+  latency estimates and Edge TPU compatibility (`accelnas.latency`, `accelnas.latency.compat`).
 * ``accelnas report RUN_DIR``: render the executed notebooks into one offline ``report.html``.
 * ``accelnas search PARAMS [--controller C] [--set key=value ...]``: run or resume the search
-  alone (`accelnas.search.run_search`; keras-tuner's distributed chief/worker mode via its
+  alone (`accelnas.search.tuner.run_search`; keras-tuner's distributed chief/worker mode via its
   ``KERASTUNER_*`` variables).
 
 Coming: ``export`` (add a ``_add_<name>`` parser function and list it in
@@ -26,7 +26,7 @@ from pathlib import Path
 import sys
 from collections.abc import Callable, Sequence
 
-from .runner import NotebookFailed
+from accelnas.runner import NotebookFailed
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -36,7 +36,7 @@ class UsageError(ValueError):
 
 
 def _version() -> str:
-    from . import __version__
+    from accelnas import __version__
 
     return __version__
 
@@ -81,7 +81,7 @@ def _add_run(sub) -> None:
 
 
 def _cmd_run(args) -> int:
-    from . import runner
+    from accelnas import runner
 
     run_dir = runner.run(args.params, notebooks_dir=args.notebooks, outputs_root=args.outputs,
                          overrides=parse_set(args.overrides), only=args.only)
@@ -113,8 +113,8 @@ def _add_search(sub) -> None:
 
 
 def _cmd_search(args) -> int:
-    from . import params as params_mod
-    from .search import run_search
+    from accelnas import params as params_mod
+    from accelnas.search.tuner import run_search
 
     p = params_mod.load(args.params)
     if args.overrides:
@@ -143,7 +143,7 @@ def _add_zoo(sub) -> None:
 
 def zoo_table(names: Sequence[str] | None = None, resolution: int | None = None) -> list[dict]:
     """One row per zoo model: name, resolution, params, macs, weight_bytes, blocks."""
-    from . import graph, zoo
+    from accelnas.space import graph, zoo
 
     rows = []
     for name in names or zoo.names():
@@ -188,7 +188,7 @@ def _add_latency(sub) -> None:
 
 
 def _cmd_latency(args) -> int:
-    from .latency import estimate
+    from accelnas.latency import estimate
 
     if args.resolution is not None and args.resolution <= 0:
         raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
@@ -229,8 +229,8 @@ def _add_compat(sub) -> None:
 
 
 def _cmd_compat(args) -> int:
-    from .compat import edgetpu_compat
-    from .latency import as_accelerator, int8_tflite, resolve
+    from accelnas.latency.compat import edgetpu_compat
+    from accelnas.latency import as_accelerator, int8_tflite, resolve
 
     acc = as_accelerator(args.hardware)
     label, obj = resolve(args.model, args.resolution)
@@ -260,7 +260,7 @@ def _add_report(sub) -> None:
 
 
 def _cmd_report(args) -> int:
-    from .report import render_report
+    from accelnas.report.html import render_report
 
     print(render_report(args.run_dir, output=args.output))
     return EXIT_OK

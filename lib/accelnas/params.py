@@ -7,7 +7,7 @@ every default filled in. An unknown key, a value of the wrong type or an impossi
 
 The schema is data: nested dicts whose leaves are `Key` (type, default, one-line doc, allowed
 values or range). Adding a parameter is adding one `Key` line; `validate` is generic and is also
-used for the accelerator files (`accelnas.hardware`). Checks that involve several keys live in
+used for the accelerator files (`accelnas.latency.accelerator`). Checks that involve several keys live in
 `_cross_check`.
 
 Example::
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from .arch import ACTIVATIONS, SE_STYLES
-from .zoo import names as _zoo_names
+from accelnas.space.arch import ACTIVATIONS, SE_STYLES
+from accelnas.space.zoo import names as _zoo_names
 
 
 class ParamsError(ValueError):
@@ -95,7 +95,7 @@ EDGETPU_S_STAGES = [
 ]
 
 SPACE_BLOCK_TYPES = ("ibn", "fused", "conv")
-"""Block types the search space may choose between (see `accelnas.arch` for their semantics)."""
+"""Block types the search space may choose between (see `accelnas.space.arch` for their semantics)."""
 
 _POS_INT = dict(min=1)  # with Key(int, ...)
 
@@ -362,7 +362,7 @@ def schema_rows(spec: dict | None = None, prefix: str = "") -> list[dict]:
 
 def _cross_check(p: dict, source: str, base_dir: Path | None) -> dict:
     """Checks across keys; resolves accelerator YAML paths to absolute paths (cwd-independent)."""
-    from . import hardware  # hardware imports ParamsError from here
+    from accelnas.latency import accelerator as hardware  # hardware imports ParamsError from here
 
     names = []
     for i, entry in enumerate(p["accelerators"]):

@@ -12,7 +12,7 @@ revision, package versions, Python version, per-notebook status and wall time. I
 first failing notebook and raises `NotebookFailed`; the notebooks that finished keep their outputs.
 
 When the run ends, with success or at a failing notebook, it renders ``<run_dir>/report.html``
-(`accelnas.report.render_report`: one offline page of the executed notebooks, the failing one
+(`accelnas.report.html.render_report`: one offline page of the executed notebooks, the failing one
 marked) and records its path in the manifest (``report``). A rendering failure only warns
 (``report_error`` in the manifest): it never fails or loses the run.
 
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .io import write_json as _write_json
+from accelnas.io import write_json as _write_json
 
 #: Notebooks the runner executes, by file-name pattern, in this order.
 NOTEBOOK_PATTERN = re.compile(r"^(0[1-5])_[A-Za-z0-9_]+\.ipynb$")
@@ -197,7 +197,7 @@ def load_params(params_path: str | os.PathLike, overrides: Mapping[str, Any] | N
     path = Path(params_path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
-    from . import params as _params
+    from accelnas import params as _params
 
     p = _params.load(path)
     if overrides:
@@ -209,7 +209,7 @@ def _run_name(p: Mapping[str, Any], params_path: Path) -> str:
     """``run_name``, checked to be one folder name (the run must stay under outputs_root)."""
     name = p.get("run_name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        from .params import ParamsError
+        from accelnas.params import ParamsError
 
         raise ParamsError(str(params_path), "run_name", f"got {name!r}; allowed: a folder name of "
                                                         "letters, digits, '.', '_' or '-'")
@@ -220,7 +220,7 @@ def _write_report(run_dir: Path, manifest: dict, manifest_path: Path, say) -> Pa
     """Render ``report.html`` for the run and record it in the manifest; warn (never raise) when
     rendering fails, so the run's results stay as they are."""
     try:
-        from .report import render_report
+        from accelnas.report.html import render_report
 
         path = render_report(run_dir)
     except Exception as e:  # noqa: BLE001 - a report problem must not lose the run
@@ -284,7 +284,7 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
     say = log or (lambda *a, **k: None)
 
     env = dict(KERNEL_ENV)
-    from .data import DATA_DIR_ENV
+    from accelnas.search.data import DATA_DIR_ENV
     if os.environ.get(DATA_DIR_ENV):  # kernels run in the notebooks' folder: a relative path would move
         os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
     if isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= 4294967295:

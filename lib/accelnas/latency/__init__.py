@@ -2,7 +2,7 @@
 
 Methods: ``sim`` (cycle-level simulator, `accelnas.latency.sim`), ``apm`` (analytical performance
 model, `accelnas.latency.apm`), ``measure`` (int8 TFLite timed on the host CPU, or on an Edge TPU
-when libedgetpu and a device are present; `accelnas.measure`).
+when libedgetpu and a device are present; `accelnas.latency.measure`).
 
 A model is an `ArchSpec`, an `OpGraph`, a Keras model, a zoo name (``efficientnet_edgetpu_s``),
 ``keras:<ApplicationName>`` (keras.applications, weights=None, 1000 classes) or a ``.keras`` /
@@ -14,10 +14,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..arch import ArchSpec
-from ..graph import OpGraph, from_arch
-from ..hardware import Accelerator, load_accelerator
-from .sim import Machine, simulate
+from accelnas.space.arch import ArchSpec
+from accelnas.space.graph import OpGraph, from_arch
+from accelnas.latency.accelerator import Accelerator, load_accelerator
+from accelnas.latency.sim import Machine, simulate
 
 METHODS = ("sim", "apm", "measure")
 
@@ -77,8 +77,8 @@ def apm_for(acc: Accelerator):
     architectures (`accelnas.latency.calibrate.fit_apm_coefficients`, about a second) and cached.
     ``apm_for(acc).calibration`` says which.
     """
-    from .apm import APM
-    from .calibrate import apm_coefficients
+    from accelnas.latency.apm import APM
+    from accelnas.latency.calibrate import apm_coefficients
 
     if acc not in _APMS:
         coef, origin = apm_coefficients(acc)
@@ -111,11 +111,11 @@ def resolve(model, resolution: int | None = None):
             if not path.exists():
                 raise FileNotFoundError(f"model file {path} does not exist")
             if path.suffix == ".keras":
-                from ..export import load_model
+                from accelnas.latency.tflite import load_model
 
                 return path.name, load_model(path)
             return path.name, path
-        from .. import zoo
+        from accelnas.space import zoo
 
         if text not in zoo.names():
             raise ValueError(f"unknown model {text!r}: give a zoo name ({', '.join(zoo.names())}), "
@@ -134,7 +134,7 @@ def to_graph(obj) -> OpGraph:
         return from_arch(obj)
     if isinstance(obj, Path):
         raise ValueError(f"{obj.name}: a .tflite file can only be measured (--method measure)")
-    from ..graph_keras import from_keras
+    from accelnas.space.graph_keras import from_keras
 
     return from_keras(obj)
 
@@ -181,17 +181,17 @@ def int8_tflite(obj) -> tuple[bytes, OpGraph | None]:
     """int8 TFLite bytes of a resolved model (`resolve`), and its op graph (None for a .tflite file).
 
     Models are quantized with 8 seeded random images in [0, 1) as representative data: enough for
-    timing and op mapping, not for accuracy (`accelnas.export.to_int8_tflite` takes real data).
+    timing and op mapping, not for accuracy (`accelnas.latency.tflite.to_int8_tflite` takes real data).
     """
     if isinstance(obj, Path):
         return obj.read_bytes(), None
     import numpy as np
 
-    from ..export import to_int8_tflite
+    from accelnas.latency.tflite import to_int8_tflite
 
     keras_model = obj
     if isinstance(obj, (ArchSpec, OpGraph)):
-        from ..builder import build, build_graph
+        from accelnas.space.builder import build, build_graph
 
         keras_model = build(obj) if isinstance(obj, ArchSpec) else build_graph(obj)
     shape = tuple(int(d) for d in keras_model.input_shape[1:])
@@ -200,7 +200,7 @@ def int8_tflite(obj) -> tuple[bytes, OpGraph | None]:
 
 
 def _measure(label: str, obj, *, threads: int, runs: int) -> LatencyReport:
-    from ..measure import edgetpu_available, measure_tflite
+    from accelnas.latency.measure import edgetpu_available, measure_tflite
 
     tfl, g = int8_tflite(obj)
     res = g.input_shape[0] if g else None

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..arch import ArchSpec, BlockSpec
-from ..graph import Op, OpGraph, _block, _Net, conv_op, fc_op, from_arch
-from ..graph import tflite_ops
-from .sim import Machine, _ceil, compute_cycles, live_bytes, streaming_wait
+from accelnas.space.arch import ArchSpec, BlockSpec
+from accelnas.space.graph import Op, OpGraph, _block, _Net, conv_op, fc_op, from_arch
+from accelnas.space.graph import tflite_ops
+from accelnas.latency.sim import Machine, _ceil, compute_cycles, live_bytes, streaming_wait
 
 #: Identity coefficients: the APM equals the simulator's closed form.
 IDENTITY = (1.0, 1.0, 1.0, 0.0)

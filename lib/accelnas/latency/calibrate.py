@@ -30,8 +30,8 @@ import math
 from functools import lru_cache
 from pathlib import Path
 
-from ..graph import OpGraph
-from ..hardware import load_accelerator
+from accelnas.space.graph import OpGraph
+from accelnas.latency.accelerator import load_accelerator
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 CALIBRATION_CSV = RESOURCES / "calibration.csv"
@@ -67,7 +67,7 @@ def heldout_rows(path: str | Path = HELDOUT_CSV) -> list[dict]:
 @lru_cache(maxsize=None)
 def row_graph(builder: str, resolution: int) -> OpGraph:
     """The op graph of a table row's model (keras: rows build a Keras model once)."""
-    from . import resolve, to_graph
+    from accelnas.latency import resolve, to_graph
 
     ref = builder[4:] if builder.startswith("zoo:") else builder
     return to_graph(resolve(ref, resolution)[1])
@@ -78,7 +78,7 @@ def validation_frame(accelerators=("coral", "pixel4"), rows=None):
     calibration table)."""
     import pandas as pd
 
-    from . import estimate
+    from accelnas.latency import estimate
 
     out = []
     for r in rows or calibration_rows():
@@ -99,7 +99,7 @@ def fit_constants(rows=None) -> dict:
     import numpy as np
     from scipy.optimize import minimize
 
-    from .sim import Machine, simulate
+    from accelnas.latency.sim import Machine, simulate
 
     rows = rows or calibration_rows()
     accs = {n: load_accelerator(n) for n in sorted({r["hardware"] for r in rows})}
@@ -160,9 +160,9 @@ def apm_fit_archs(acc) -> list:
     ``acc``'s exclusions, and every zoo model without a stem pool at ``APM_FIT_RESOLUTIONS``."""
     import numpy as np
 
-    from .. import params as P
-    from .. import zoo
-    from ..space import SearchSpace
+    from accelnas import params as P
+    from accelnas.space import zoo
+    from accelnas.space.search_space import SearchSpace
 
     archs = []
     if DEFAULT_PARAMS.is_file():
@@ -186,10 +186,10 @@ def fit_apm_coefficients(acc) -> dict:
     import numpy as np
     from scipy.stats import kendalltau
 
-    from ..graph import from_arch
-    from . import machine
-    from .apm import APM
-    from .sim import simulate
+    from accelnas.space.graph import from_arch
+    from accelnas.latency import machine
+    from accelnas.latency.apm import APM
+    from accelnas.latency.sim import simulate
 
     m = machine(acc)
     apm = APM(m)
@@ -213,7 +213,7 @@ def stored_apm_coefficients(path: str | Path = APM_COEF_JSON) -> dict:
 def apm_coefficients(acc) -> tuple[tuple[float, float, float, float], str]:
     """(coefficients, where from) for the APM of ``acc``: the stored fit when its fingerprint
     matches the accelerator's constants, else a fit now (deterministic, `fit_apm_coefficients`)."""
-    from . import machine
+    from accelnas.latency import machine
 
     rec = stored_apm_coefficients().get(acc.name)
     if rec and rec.get("fingerprint") == machine_fingerprint(machine(acc)):
@@ -224,7 +224,7 @@ def apm_coefficients(acc) -> tuple[tuple[float, float, float, float], str]:
 
 def write_apm_coefficients(names=("coral", "pixel4"), path: str | Path = APM_COEF_JSON) -> dict:
     """Fit the APM coefficients of the named accelerators and write them to ``path``."""
-    from ..io import atomic_write_bytes
+    from accelnas.io import atomic_write_bytes
 
     out = {"doc": "APM coefficients fitted to the simulator by accelnas.latency.calibrate."
                   "fit_apm_coefficients (python -m accelnas.latency.calibrate --apm); keyed by "

@@ -1,6 +1,6 @@
 """Cycle-level simulator of an Edge TPU-class accelerator (pure: numpy-free Python over the op graph).
 
-The machine (all constants come from the accelerator YAML, see `accelnas.hardware`):
+The machine (all constants come from the accelerator YAML, see `accelnas.latency.accelerator`):
 
 * a grid of ``tiles`` tiles, each a ``lanes_out x lanes_in`` MAC array (output channels x input
   channels per cycle) with ``activation_memory_bytes_per_tile`` of activation SRAM;
@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from ..graph import Op, OpGraph, tflite_ops
+from accelnas.space.graph import Op, OpGraph, tflite_ops
 
 @dataclass(frozen=True)
 class Machine:

@@ -6,8 +6,8 @@ baselines alike, goes through `proxy_arch`, so accuracy comparisons between them
 The rule (`proxy_arch(arch, resolution=R, width_mult=W, num_classes=K, min_feature=F)`):
 
 1. **Width.** Every channel count is multiplied by ``W`` and rounded with the one
-   `accelnas.arch.make_divisible` (divisor 8): stem, every stage, head conv, and MobileNetV3's
-   ``pre_logits`` — the same multiplier everywhere, stem and head included (`accelnas.arch.scale`
+   `accelnas.space.arch.make_divisible` (divisor 8): stem, every stage, head conv, and MobileNetV3's
+   ``pre_logits`` — the same multiplier everywhere, stem and head included (`accelnas.space.arch.scale`
    with ``fix_stem_head=False, scale_head=True``), so no model keeps a full-width stem or head
    that the others lose. Repeats, kernels, expansion ratios, SE ratios and activations stay.
 2. **Resolution and classes** become ``R`` and ``K``.
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .arch import ArchSpec, make_divisible, scale
+from accelnas.space.arch import ArchSpec, make_divisible, scale
 
 MIN_FEATURE = 4
 """Default smallest final feature map, pixels: 4 x 4 keeps a spatial extent for the last stages'

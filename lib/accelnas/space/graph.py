@@ -3,8 +3,8 @@
 Pure module (no TensorFlow). An `OpGraph` is a topologically ordered tuple of `Op`. It is produced
 
 * analytically from an `ArchSpec` by `from_arch` (the fast path for search; the Keras builder in
-  `accelnas.builder` builds its models from this very graph), and
-* from any Keras functional model by `accelnas.graph_keras.from_keras` (walks the layers).
+  `accelnas.space.builder` builds its models from this very graph), and
+* from any Keras functional model by `accelnas.space.graph_keras.from_keras` (walks the layers).
 
 Conventions (both producers follow them, so their totals agree):
 
@@ -22,7 +22,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from .arch import ArchSpec, BlockSpec, make_divisible
+from accelnas.space.arch import ArchSpec, BlockSpec, make_divisible
 
 OP_KINDS = (
     "input", "conv", "dwconv", "fc", "add", "mul", "concat", "maxpool", "avgpool", "gap", "act",
@@ -63,7 +63,7 @@ class Op:
     """One operator after BN folding.
 
     Attributes:
-        name: unique; equal to the Keras layer name for ops built by `accelnas.builder`.
+        name: unique; equal to the Keras layer name for ops built by `accelnas.space.builder`.
         kind: one of OP_KINDS.
         inputs: names of the producing ops (the first is the main input).
         in_shape / out_shape: (H, W, C) of the first input / the output.
@@ -303,7 +303,7 @@ def _block(net: _Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: 
 def from_arch(arch: ArchSpec, resolution: int | None = None, num_classes: int | None = None) -> OpGraph:
     """The op graph of an architecture, analytically (no TensorFlow).
 
-    Op names are the Keras layer names `accelnas.builder.build` gives: ``stem_conv``,
+    Op names are the Keras layer names `accelnas.space.builder.build` gives: ``stem_conv``,
     ``stage3_block2_dwconv``, ``head_conv``, ``logits``...
     """
     res = resolution or arch.resolution

@@ -1,4 +1,4 @@
-"""The architecture search: a keras-tuner tuner over the `accelnas.oracles` controllers.
+"""The architecture search: a keras-tuner tuner over the `accelnas.search.oracles` controllers.
 
 `run_search(params, run_dir)` is what notebook 03 and ``accelnas search`` call. Per trial the
 tuner (`NASTuner.run_trial`):
@@ -8,8 +8,8 @@ tuner (`NASTuner.run_trial`):
 3. rejects it, before any training, when it cannot be deployed (an op an accelerator does not
    map) or breaks the latency cap (the oracle screens proposals the same way, so this only
    triggers when a distributed worker has other params),
-4. trains its proxy (`accelnas.train.train_proxy`: ``proxy`` params, the stride rule of
-   `accelnas.proxy`) and computes the reward (`accelnas.reward.multi_reward`),
+4. trains its proxy (`accelnas.search.train.train_proxy`: ``proxy`` params, the stride rule of
+   `accelnas.search.proxy`) and computes the reward (`accelnas.search.reward.multi_reward`),
 5. writes ``result.json`` into its trial folder at once and returns ``reward``, ``accuracy`` and
    ``latency_ms_<accelerator>`` to the oracle.
 
@@ -34,15 +34,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .arch import ArchSpec, decode_arch
-from .graph import from_arch
-from .hardware import Accelerator, load_accelerators
-from .io import write_json, write_parquet
-from .latency import estimate, machine
-from .latency.sim import supported
-from .oracles import ArchOracle, make_oracle
-from .reward import multi_reward, used_accelerators
-from .space import SearchSpace
+from accelnas.space.arch import ArchSpec, decode_arch
+from accelnas.space.graph import from_arch
+from accelnas.latency.accelerator import Accelerator, load_accelerators
+from accelnas.io import write_json, write_parquet
+from accelnas.latency import estimate, machine
+from accelnas.latency.sim import supported
+from accelnas.search.oracles import ArchOracle, make_oracle
+from accelnas.search.reward import multi_reward, used_accelerators
+from accelnas.space.search_space import SearchSpace
 
 SEARCH_DIR = "search"
 CONFIG_FILE = "search_config.json"
@@ -67,7 +67,7 @@ class Screen:
         method: latency estimator (``apm`` or ``sim``).
         latency_cap: reject candidates slower than ``latency_cap x T`` on an accelerator the
             reward uses (0: no cap).
-        reward_uses: the accelerators the reward uses (`accelnas.reward.used_accelerators`).
+        reward_uses: the accelerators the reward uses (`accelnas.search.reward.used_accelerators`).
     """
 
     space: SearchSpace
@@ -82,7 +82,7 @@ class Screen:
         return {n: float(estimate(arch, acc, self.method).latency_ms) for n, acc in self.accelerators.items()}
 
     def latency_fn(self, name: str) -> Callable[[ArchSpec], float]:
-        """``arch -> latency_ms`` on accelerator ``name`` (for `accelnas.scaling`)."""
+        """``arch -> latency_ms`` on accelerator ``name`` (for `accelnas.scaling.compound`)."""
         if name not in self.accelerators:
             raise ValueError(f"unknown accelerator {name!r}; known: {', '.join(self.accelerators)}")
         acc = self.accelerators[name]
@@ -127,9 +127,9 @@ class NASTuner(_tuner_base()):
     """Runs trials: latency, screening, proxy training, reward (see the module docstring).
 
     Args:
-        oracle: an `accelnas.oracles.ArchOracle`.
+        oracle: an `accelnas.search.oracles.ArchOracle`.
         screen: the `Screen` (latency per accelerator, deployability, cap).
-        reward: keyword arguments of `accelnas.reward.multi_reward` (``targets_ms``, ``alpha``,
+        reward: keyword arguments of `accelnas.search.reward.multi_reward` (``targets_ms``, ``alpha``,
             ``beta``, ``combine``, ``target``).
         train_fn: ``(arch, data, seed) -> dict`` with at least ``accuracy`` in [0, 1] (default:
             `proxy_trainer` of the params' ``proxy`` section).
@@ -196,7 +196,7 @@ class NASTuner(_tuner_base()):
 
     def load_model(self, trial):
         raise NotImplementedError("search trials keep architectures, not weights: rebuild with "
-                                  "accelnas.builder.build(decode_arch(row.arch))")
+                                  "accelnas.space.builder.build(decode_arch(row.arch))")
 
 
 class _Rejected(Exception):
@@ -204,7 +204,7 @@ class _Rejected(Exception):
 
 
 def failure_reason(e: BaseException) -> str:
-    from .train import TrainingDiverged
+    from accelnas.search.train import TrainingDiverged
 
     if isinstance(e, _Rejected):
         return str(e)
@@ -231,7 +231,7 @@ def proxy_trainer(proxy: Mapping[str, Any]) -> Callable[[ArchSpec, Any, int], di
     """The default objective: train the candidate's proxy (``proxy`` params) and return its
     validation accuracy with the training details."""
     def train(arch: ArchSpec, data, seed: int) -> dict:
-        from .train import train_proxy
+        from accelnas.search.train import train_proxy
 
         r = train_proxy(arch, data, epochs=proxy["epochs"], batch_size=proxy["batch_size"],
                         resolution=proxy["resolution"], width_mult=proxy["width_mult"], seed=seed)
@@ -317,7 +317,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         params: validated params (`accelnas.params.load`).
         run_dir: the run's output folder.
         controller / seed / trials: override ``search.controller`` / ``seed`` / ``search.trials``.
-        data: a loaded `accelnas.data.Dataset` (default: loaded from ``dataset`` when trials
+        data: a loaded `accelnas.search.data.Dataset` (default: loaded from ``dataset`` when trials
             remain, with ``proxy.subset`` training images).
         train_fn: the objective (default `proxy_trainer` of ``proxy``).
         overwrite: start again, deleting this controller's finished trials.
@@ -354,7 +354,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     remaining = su.oracle.max_trials - done
     if remaining > 0:
         if data is None and not is_chief:
-            from .data import load_proxy
+            from accelnas.search.data import load_proxy
 
             data = load_proxy(params)
         tuner.search(data)
@@ -444,7 +444,7 @@ def rescore(frame: pd.DataFrame, params: Mapping) -> pd.DataFrame:
     """``frame`` plus ``reward_<acc>``: each completed trial's reward with that accelerator alone
     as the target (same accuracy, its latency and ``search.target_latency_ms``), to ask which
     architectures each accelerator would have preferred."""
-    from .reward import mnas_reward
+    from accelnas.search.reward import mnas_reward
 
     out = frame.copy()
     s = params["search"]

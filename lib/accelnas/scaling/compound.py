@@ -1,6 +1,6 @@
 """EfficientNet compound scaling toward latency targets.
 
-Pure module (no TensorFlow). Builds on `accelnas.arch.scale`, which owns the rounding of channels
+Pure module (no TensorFlow). Builds on `accelnas.space.arch.scale`, which owns the rounding of channels
 (``make_divisible``) and of repeats (``ceil`` per stage).
 
 Compound scaling (Tan & Le, EfficientNet, 2019) grows a base network with one knob ``phi``::
@@ -11,7 +11,7 @@ under the constraint ``alpha * beta**2 * gamma**2 ~= 2`` (FLOPs grow by about ``
 ``alpha, beta, gamma >= 1``. EfficientNet's grid search found ``(1.2, 1.1, 1.15)``
 (`EFFICIENTNET_COEFFS`).
 
-Rounding. Depth and width are rounded by `accelnas.arch.scale` (ceil per stage; multiples of 8
+Rounding. Depth and width are rounded by `accelnas.space.arch.scale` (ceil per stage; multiples of 8
 channels). The resolution ``base_resolution * gamma ** phi`` is rounded to the nearest multiple of
 ``resolution_divisor`` pixels (default 8, friendly to the Edge TPU's tiling; 1: plain rounding),
 never moving against ``phi`` (see `round_resolution`). ``phi = 0`` returns the base resolution
@@ -33,8 +33,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .arch import ArchSpec, scale
-from .graph import from_arch
+from accelnas.space.arch import ArchSpec, scale
+from accelnas.space.graph import from_arch
 
 EFFICIENTNET_COEFFS = (1.2, 1.1, 1.15)  # (alpha, beta, gamma): EfficientNet's grid-search result
 
@@ -110,7 +110,7 @@ def variant(arch: ArchSpec, width: float = 1.0, depth: float = 1.0, resolution: 
         width: channel multiplier (``width_mult``).
         depth: repeat multiplier (``depth_mult``, ceil per stage).
         resolution: input size, pixels; None keeps the base's.
-        fix_stem_head: EfficientNet-lite rule (see `accelnas.arch.scale`).
+        fix_stem_head: EfficientNet-lite rule (see `accelnas.space.arch.scale`).
         scale_head: False keeps the head channels fixed.
         name: name of the result; None keeps the base's.
 
@@ -141,7 +141,7 @@ def compound(arch: ArchSpec, phi: float, alpha: float, beta: float, gamma: float
         base_resolution: pixels that ``phi = 0`` stands for; None: ``arch.resolution``.
         resolution_divisor: the result's resolution is a multiple of this many pixels (unless
             ``phi = 0``).
-        fix_stem_head: EfficientNet-lite rule (see `accelnas.arch.scale`).
+        fix_stem_head: EfficientNet-lite rule (see `accelnas.space.arch.scale`).
         scale_head: False keeps the head channels fixed.
         name: name of the result; None keeps the base's.
 

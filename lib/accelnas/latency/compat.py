@@ -508,7 +508,7 @@ def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool =
 
     Args:
         tflite: the flatbuffer bytes or a ``.tflite`` path (e.g. from
-            ``accelnas.export.to_int8_tflite``).
+            ``accelnas.latency.tflite.to_int8_tflite``).
         modern_compiler: count the ops that later compilers map (HARD_SWISH, TRANSPOSE_CONV, ...)
             as supported; default False = the 2019 table.
         supported_ops: an explicit op table instead (e.g. an ``Accelerator.supported_ops`` from
@@ -519,7 +519,7 @@ def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool =
     Returns:
         `CompatReport` (``.summary()``, ``.to_frame()``, ``.partition_index``, ``.cpu_ops``, ...).
     """
-    from .export import read_tflite
+    from accelnas.latency.tflite import read_tflite
 
     data = read_tflite(tflite)
     if supported_ops is not None:

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pandas as pd
 
-from .arch import BLOCK_DOCS, ArchSpec
-from .graph import from_arch
+from accelnas.space.arch import BLOCK_DOCS, ArchSpec
+from accelnas.space.graph import from_arch
 
 
 def arch_row(arch: ArchSpec) -> dict:

@@ -1,6 +1,6 @@
 """The search controllers as custom ``keras_tuner.Oracle`` subclasses.
 
-Each controller proposes a value dict of an `accelnas.space.SearchSpace` (one ``hp.Choice`` per
+Each controller proposes a value dict of an `accelnas.space.search_space.SearchSpace` (one ``hp.Choice`` per
 decision, ``s<i>_<decision>``) in `populate_space`; the tuner trains it and reports the reward,
 which the base class keeps as the trial's score (objective ``reward``, maximised).
 
@@ -21,7 +21,7 @@ disk (keras-tuner ``overwrite=False``) continues exactly where it stopped; the t
 it was killed is run again with its values. In distributed mode the completion order depends on
 the workers' timing, so proposals are reproducible only in a sequential run.
 
-Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.Screen`) rejects a
+Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.tuner.Screen`) rejects a
 proposal before any training time is spent on it (an op the accelerator does not map, a latency
 over the cap); the controller then proposes again (up to ``max_attempts``). Rejections are kept
 in the oracle's state (``rejections``: trial, attempt, reason, values).
@@ -35,7 +35,7 @@ import keras_tuner
 import numpy as np
 from keras_tuner.engine.trial import TrialStatus
 
-from .space import SearchSpace
+from accelnas.space.search_space import SearchSpace
 
 CONTROLLERS = ("evolution", "policy_gradient", "random")
 

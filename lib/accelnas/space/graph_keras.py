@@ -1,7 +1,7 @@
 """Op graphs from Keras functional models: `from_keras(model)`.
 
 Walks any Keras 3 functional (or built Sequential) model in topological order and emits the ops of
-`accelnas.graph` with the same conventions as the analytic path (`graph.from_arch`):
+`accelnas.space.graph` with the same conventions as the analytic path (`graph.from_arch`):
 
 * shapes ``(H, W, C)`` without the batch; a vector is ``(1, 1, C)``, a sequence ``(1, T, C)``;
 * a BatchNormalization directly after a conv / depthwise / dense whose only consumer it is is folded
@@ -11,7 +11,7 @@ Walks any Keras 3 functional (or built Sequential) model in topological order an
   has no activation yet, is fused into it (``activation=...``); otherwise it is an ``act`` op;
 * ``params`` of an op is the sum of the sizes of the weights (trainable and not) of the Keras layers
   folded into it, each variable counted once, so ``from_keras(m).params == m.count_params()``;
-* MACs and int8 weight bytes come from the shared constructors of `accelnas.graph` (`conv_op`,
+* MACs and int8 weight bytes come from the shared constructors of `accelnas.space.graph` (`conv_op`,
   `fc_op`, `elementwise_op`), so the counting rules live in one place.
 
 Layer -> op kinds:
@@ -34,7 +34,7 @@ Op names are the layer names (a shared layer's later calls: ``<name>_<call index
 nested functional / Sequential model, which is walked recursively: ``<submodel name>/<name>``). The
 order is a depth-first post-order from the outputs that takes a node's last input first, so that
 ``Add()([shortcut, residual])`` lists the residual branch first, like `graph.from_arch`: for models
-built by `accelnas.builder` the two paths give the same ops in the same order.
+built by `accelnas.space.builder` the two paths give the same ops in the same order.
 
 Non-square kernels (InceptionV3's 1x7 / 7x1): MACs, params and weight bytes are exact; the op's
 ``kernel`` field (one int) is the larger side.
@@ -47,7 +47,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .graph import COMPUTE_KINDS, Op, OpGraph, Shape, conv_op, elementwise_op, fc_op
+from accelnas.space.graph import COMPUTE_KINDS, Op, OpGraph, Shape, conv_op, elementwise_op, fc_op
 
 _KERAS_ACTIVATIONS = {  # Keras activation function name -> op activation (None: identity)
     "linear": None, "relu": "relu", "relu6": "relu6", "silu": "swish", "swish": "swish",
@@ -70,9 +70,9 @@ _OPS_REDUCE = ("Mean", "Max")
 _OPS_IDENTITY = ("Cast", "StopGradient")
 _FUSE_ACT_INTO = COMPUTE_KINDS + ("add",)
 
-_ADVICE = ("from_keras supports the layers listed in accelnas.graph_keras's docstring; replace "
+_ADVICE = ("from_keras supports the layers listed in accelnas.space.graph_keras's docstring; replace "
            "this layer by supported ones, or add a rule for it in "
-           "accelnas.graph_keras._Walker._emit")
+           "accelnas.space.graph_keras._Walker._emit")
 
 
 @dataclass
@@ -253,7 +253,7 @@ class _Walker:
         if key not in _KERAS_ACTIVATIONS:
             raise ValueError(f"{where}: activation {key!r} has no op activation; known: "
                              f"{sorted(k for k in _KERAS_ACTIVATIONS)} (add it to "
-                             "accelnas.graph.OP_ACTIVATIONS and graph_keras._KERAS_ACTIVATIONS)")
+                             "accelnas.space.graph.OP_ACTIVATIONS and graph_keras._KERAS_ACTIVATIONS)")
         return _KERAS_ACTIVATIONS[key]
 
     def _emit(self, layer, name: str, ins: list[tuple[str, Shape]], out: Shape,
@@ -403,7 +403,7 @@ def _topological_nodes(fn, values: dict) -> list:
 
     An iterative depth-first post-order from the outputs that visits a node's inputs last first, so
     that ``Add()([shortcut, residual])`` lists the residual branch before the shortcut conv, as the
-    analytic graph (and `accelnas.builder`) do."""
+    analytic graph (and `accelnas.space.builder`) do."""
     order, done = [], set()
 
     def node_of(t):

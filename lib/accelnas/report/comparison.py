@@ -1,10 +1,10 @@
 """The final comparison of notebook 05: searched and scaled models against the baselines.
 
 Every model is the deployed architecture (search resolution and classes); accuracy comes from
-proxy trainings over several seeds (`accelnas.experiments`), latency from the latency models per
+proxy trainings over several seeds (`accelnas.search.trainings`), latency from the latency models per
 accelerator (and, for the host CPU, from int8 TFLite measurement), deployability from the op graph
 (first op an accelerator cannot map) and, for exported models, from the int8 TFLite file
-(`accelnas.compat`).
+(`accelnas.latency.compat`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .arch import ArchSpec, decode_arch
+from accelnas.space.arch import ArchSpec, decode_arch
 
 MODEL_KINDS = ("searched", "scaled", "baseline")
 
@@ -25,8 +25,8 @@ def report_models(run_dir: str | os.PathLike, baselines: Sequence[str], *, resol
     """``(name, kind, arch)`` of the searched model, its scaled variants (``scaled.parquet``, when
     notebook 04 ran) and the baselines, without repeating an architecture (a variant equal to the
     searched model, e.g. -S at phi = 0, is listed once)."""
-    from . import zoo
-    from .experiments import load_base
+    from accelnas.space import zoo
+    from accelnas.search.trainings import load_base
 
     out: list[tuple[str, str, ArchSpec]] = []
     seen: set[str] = set()
@@ -51,8 +51,8 @@ def latency_frame(models: Iterable[tuple[str, str, ArchSpec]], accelerators: Map
                   ) -> pd.DataFrame:
     """Per model: MACs, params, ``latency_ms_<acc>``, ``deployable_<acc>`` (every op mapped) and
     ``cpu_from_<acc>`` (the first op left to the CPU) per accelerator, with ``method``."""
-    from .graph import from_arch
-    from .latency import estimate
+    from accelnas.space.graph import from_arch
+    from accelnas.latency import estimate
 
     rows = []
     for name, kind, arch in models:
@@ -73,7 +73,7 @@ def host_latency(models: Iterable[tuple[str, str, ArchSpec]], *, threads: int = 
                  log=print) -> pd.DataFrame:
     """Per model: the int8 TFLite latency on this machine's CPU (``latency_ms_host``, median of
     ``runs`` after warm-up) and the error when conversion or timing failed."""
-    from .latency import estimate
+    from accelnas.latency import estimate
 
     rows = []
     for name, _kind, arch in models:
@@ -100,7 +100,7 @@ def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence
     counts only beyond the spread, a latency difference counts when it is not zero. Verdicts:
 
     * ``dominates``: more accurate beyond the spread **and** faster ("higher proxy accuracy at
-      lower latency", `accelnas.pareto.dominates` with ``require_all``); ``dominated``: the reverse;
+      lower latency", `accelnas.report.pareto.dominates` with ``require_all``); ``dominated``: the reverse;
     * ``trade-off``: more accurate beyond the spread but slower, or less accurate but faster;
     * ``faster, accuracy within spread`` / ``slower, accuracy within spread``: the accuracies cannot
       be told apart by this run;
@@ -143,9 +143,9 @@ def export_models(models: Iterable[tuple[str, str, ArchSpec]], out_dir: str | os
     produce ImageNet weights) to full-integer int8 TFLite under ``out_dir/<name>.tflite`` with
     ``representative`` images (real, preprocessed, at the model's resolution), and report its Edge
     TPU compatibility (2019 op table and, per accelerator, its ``supported_ops``)."""
-    from .builder import build
-    from .compat import edgetpu_compat
-    from .export import to_int8_tflite
+    from accelnas.space.builder import build
+    from accelnas.latency.compat import edgetpu_compat
+    from accelnas.latency.tflite import to_int8_tflite
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,8 +181,8 @@ def block_utilisation(models: Iterable[tuple[str, ArchSpec]], accelerators: Mapp
     ``models``: simulated time, MACs and the resulting MAC utilisation (MACs / (time x peak
     MACs/s)), from the simulator's per-op breakdown. Ops are attributed to the block type of their
     stage (op names ``stage<i>_...``)."""
-    from .graph import from_arch
-    from .latency import as_accelerator, estimate
+    from accelnas.space.graph import from_arch
+    from accelnas.latency import as_accelerator, estimate
 
     rows = []
     for name, arch in models:

@@ -1,7 +1,7 @@
 """Proxy training: train one architecture on the proxy task and report its validation accuracy.
 
 `train_proxy` is what the search's ``run_trial`` and the report's baselines call: it adapts the
-architecture with `accelnas.proxy.proxy_arch` (the one rule for searched and zoo models), builds
+architecture with `accelnas.search.proxy.proxy_arch` (the one rule for searched and zoo models), builds
 it with BatchNorm momentum 0.9 (a few hundred steps leave momentum-0.99/0.999 moving statistics
 unconverged), trains it on the training split through the tf.data pipeline and evaluates it on the
 validation split. Before evaluating, the BatchNorm moving statistics are re-estimated on
@@ -31,8 +31,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
-from .arch import ArchSpec
-from .proxy import MIN_FEATURE, proxy_arch
+from accelnas.space.arch import ArchSpec
+from accelnas.search.proxy import MIN_FEATURE, proxy_arch
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LEARNING_RATE = {"adam": 2e-3, "sgd": 0.05}
@@ -257,7 +257,7 @@ def recalibrate_batchnorm(model, data, *, resolution: int | None = None,
     import keras
     import numpy as np
 
-    from .data import make_pipeline
+    from accelnas.search.data import make_pipeline
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     x, y = data.split("train")
@@ -283,7 +283,7 @@ def recalibrate_batchnorm(model, data, *, resolution: int | None = None,
 def evaluate(model, data, split: str = "val", *, resolution: int | None = None,
              batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
     """``(loss, top-1 accuracy)`` of a compiled ``model`` on a split of ``data``
-    (`accelnas.data.Dataset`), without augmentation.
+    (`accelnas.search.data.Dataset`), without augmentation.
 
     Raises:
         ValueError: the split is empty.
@@ -308,13 +308,13 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
     Args:
         arch: the architecture as designed (ImageNet-style); adapted by `proxy_arch` with
             ``resolution``, ``width_mult``, ``min_feature`` and ``data.num_classes``.
-        data: an `accelnas.data.Dataset` (`accelnas.data.load_arrays`).
+        data: an `accelnas.search.data.Dataset` (`accelnas.search.data.load_arrays`).
         epochs: passes over the training split.
         batch_size: training batch size.
         resolution: proxy input pixels (the pipeline resizes when the images differ).
         seed: seeds Keras (Python, NumPy, TF), the shuffle and the augmentation.
         width_mult: proxy width multiplier.
-        min_feature: smallest final feature map of the proxy, pixels (see `accelnas.proxy`).
+        min_feature: smallest final feature map of the proxy, pixels (see `accelnas.search.proxy`).
         optimizer / learning_rate / weight_decay: see `compile_model`.
         augment: flip + crop augmentation of the training pipeline.
         test: also evaluate the test split (final reports only; never for search decisions).
@@ -336,8 +336,8 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
     import keras
     import tensorflow as tf
 
-    from .builder import build
-    from .graph import from_arch
+    from accelnas.space.builder import build
+    from accelnas.space.graph import from_arch
 
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -404,7 +404,7 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
 # ------------------------------------------------------------------------------ measurement CLI
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m accelnas.train``: time the proxy budget of a params file on zoo models and
+    """``python -m accelnas.search.train``: time the proxy budget of a params file on zoo models and
     random search-space samples, and print a table (or one JSON object with ``--json``)."""
     import argparse
     import json
@@ -413,12 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import numpy as np
 
-    from . import params as params_mod, zoo
-    from .data import load_arrays
-    from .hardware import load_accelerators
-    from .space import SearchSpace
+    from accelnas import params as params_mod
+    from accelnas.space import zoo
+    from accelnas.search.data import load_arrays
+    from accelnas.latency.accelerator import load_accelerators
+    from accelnas.space.search_space import SearchSpace
 
-    ap = argparse.ArgumentParser(prog="python -m accelnas.train", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m accelnas.search.train", description=main.__doc__)
     ap.add_argument("--params", default=str(params_mod.params_dir() / "default.yaml"))
     ap.add_argument("--models", default="efficientnet_edgetpu_s,mobilenet_v3_large,resnet50",
                     help="comma-separated zoo models ('' for none)")
@@ -454,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     archs = [zoo.get(n) for n in args.models.split(",") if n]
     archs += [space.sample(rng, name=f"sample{i}") for i in range(args.samples)]
     if args.screened:
-        from .search import setup
+        from accelnas.search.tuner import setup
 
         screen = setup(p, seed=seed).screen
         srng = np.random.default_rng([seed, 1])

@@ -1,12 +1,12 @@
-"""Keras models from architectures: every model is built from its op graph (`accelnas.graph`).
+"""Keras models from architectures: every model is built from its op graph (`accelnas.space.graph`).
 
 Layer names equal op names (``stage3_block2_dwconv``), with ``_bn`` and ``_<activation>`` suffixes
 for the BatchNorm and activation layers folded into an op, so a built model maps back onto its graph.
 """
 from __future__ import annotations
 
-from .arch import ArchSpec
-from .graph import OpGraph, from_arch
+from accelnas.space.arch import ArchSpec
+from accelnas.space.graph import OpGraph, from_arch
 
 _ACTIVATIONS = {  # op activation -> Keras activation identifier
     "relu": "relu", "relu6": "relu6", "hswish": "hard_swish", "swish": "swish",
@@ -33,7 +33,7 @@ def build(arch: ArchSpec, resolution: int | None = None, num_classes: int | None
 
 
 def build_graph(graph: OpGraph, *, bn_momentum: float = 0.9, dropout: float = 0.0):
-    """A Keras functional model realising an op graph made by `accelnas.graph.from_arch`."""
+    """A Keras functional model realising an op graph made by `accelnas.space.graph.from_arch`."""
     import keras
     from keras import layers
 

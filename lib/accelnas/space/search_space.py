@@ -25,7 +25,7 @@ keras-tuner sees; `from_values` turns it into an `ArchSpec`. Decisions a block t
 (a ``conv`` block has no expansion and no SE) are normalised away, so two value dicts that give the
 same network give the same `ArchSpec` and `size` counts distinct networks.
 
-Accelerators rule out choices (`accelnas.hardware.Exclusions`: the Edge TPU excludes swish and
+Accelerators rule out choices (`accelnas.latency.accelerator.Exclusions`: the Edge TPU excludes swish and
 squeeze-excite); they are removed from the choices and recorded in `SearchSpace.excluded`.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
-from .arch import ArchSpec, BlockSpec, make_divisible
-from .graph import ACT_TO_TFLITE
+from accelnas.space.arch import ArchSpec, BlockSpec, make_divisible
+from accelnas.space.graph import ACT_TO_TFLITE
 
 DECISIONS = ("block", "kernel", "expand_ratio", "channels", "repeats", "se_ratio", "activation")
 """Per-stage decisions, in the order they are drawn and registered."""
@@ -50,7 +50,7 @@ _USES = {
     "conv": frozenset(DECISIONS) - {"expand_ratio", "se_ratio"},
 }
 
-_FORMAT = "accelnas.space/1"
+_FORMAT = "accelnas.space.search_space/1"
 _FLOATS = ("width_mults", "se_ratios")
 
 
@@ -147,7 +147,7 @@ class SearchSpace:
     @classmethod
     def from_params(cls, section: Mapping, accelerators: Iterable = ()) -> "SearchSpace":
         """The space of a validated ``params["search_space"]`` section, minus what ``accelerators``
-        (`accelnas.hardware.Accelerator`) exclude.
+        (`accelnas.latency.accelerator.Accelerator`) exclude.
 
         Raises:
             ValueError: an exclusion leaves a decision without choices, or excludes the fixed

@@ -1,7 +1,7 @@
 """Proxy trainings of named models, cached on disk (notebooks 04 and 05).
 
-`train_models` trains each (model, seed) pair under one proxy budget (`accelnas.train.train_proxy`,
-the stride rule of `accelnas.proxy`: searched, scaled and baseline models alike) and appends each
+`train_models` trains each (model, seed) pair under one proxy budget (`accelnas.search.train.train_proxy`,
+the stride rule of `accelnas.search.proxy`: searched, scaled and baseline models alike) and appends each
 result to ``run_dir/trained.parquet`` as soon as it finishes. A pair already there with the same
 architecture, proxy settings, dataset and seed is not trained again, so an interrupted notebook
 resumes where it stopped, and notebook 05 reuses the scaled variants notebook 04 trained. A
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .arch import ArchSpec
-from .io import write_parquet
+from accelnas.space.arch import ArchSpec
+from accelnas.io import write_parquet
 
 CACHE_FILE = "trained.parquet"
 _PROXY_KEYS = ("subset", "val_images", "epochs", "resolution", "batch_size", "width_mult")
@@ -63,7 +63,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     Args:
         models: ``(name, kind, arch)``: a display name, a group (e.g. ``searched``, ``scaled``,
             ``baseline``) and the deployed architecture (ImageNet-style; the proxy rule adapts it).
-        data: the loaded `accelnas.data.Dataset`, or a callable returning it (called only when
+        data: the loaded `accelnas.search.data.Dataset`, or a callable returning it (called only when
             something must be trained).
         proxy: the ``proxy`` params section.
         seeds: training seeds.
@@ -72,7 +72,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         test: also evaluate the test split (final reports).
         progress: tqdm bar over the pairs to train.
         log: one line per finished training (None: quiet).
-        train_fn: replaces `accelnas.train.train_proxy` (same keyword arguments).
+        train_fn: replaces `accelnas.search.train.train_proxy` (same keyword arguments).
         base_resolution: the search's deployment resolution; models deployed at another
             resolution train at a proportionally scaled proxy resolution (`proxy_for`).
 
@@ -99,7 +99,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     if todo and callable(data) and not hasattr(data, "y_train"):
         data = data()
     if train_fn is None:
-        from .train import train_proxy as train_fn
+        from accelnas.search.train import train_proxy as train_fn
     for (name, kind, arch), seed in todo:
         pb = budgets[name]
         key = training_key(arch, pb, dataset, seed)
@@ -115,7 +115,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
                        val_loss=float(r.val_loss), train_accuracy=float(r.train_accuracy),
                        proxy_params=int(r.params), proxy_macs=int(r.macs), proxy_arch=r.arch)
         except Exception as e:  # noqa: BLE001 - recorded, the other models still train
-            from .search import failure_reason
+            from accelnas.search.tuner import failure_reason
 
             row.update(status="failed", reason=failure_reason(e))
         row["wall_s"] = time.perf_counter() - t0
@@ -160,8 +160,8 @@ def load_base(run_dir: str | os.PathLike, base: str | None = None, *, resolution
         FileNotFoundError: ``base`` is None and the run has no search results (the message says
             to run notebook 03 or name a base).
     """
-    from . import zoo
-    from .arch import decode_arch
+    from accelnas.space import zoo
+    from accelnas.space.arch import decode_arch
 
     if base is None:
         f = Path(run_dir) / "best_archs.json"

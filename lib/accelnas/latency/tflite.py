@@ -11,7 +11,7 @@ Ops without an int8 kernel (measured with TF 2.21): the converter does NOT fail.
 op in float, wrapped in DEQUANTIZE -> op -> QUANTIZE (e.g. ``Activation("elu")``). The model
 still has int8 inputs/outputs and runs, but it is no longer fully int8, so an Edge TPU would stop
 at the DEQUANTIZE. `to_int8_tflite` returns that model and warns with the op names
-(`FloatOpsWarning`; `float_ops(tflite)` lists them), and ``accelnas.compat.edgetpu_compat`` marks
+(`FloatOpsWarning`; `float_ops(tflite)` lists them), and ``accelnas.latency.compat.edgetpu_compat`` marks
 the DEQUANTIZE as the partition point. We chose warning over failing because the model remains
 useful (host-CPU latency, accuracy checks, and the compatibility report tells the user exactly
 which layer breaks the int8 graph); pass ``strict=True`` to get an `Int8ConversionError` instead.
@@ -144,7 +144,7 @@ def float_ops(tflite: bytes | str | os.PathLike) -> list[str]:
 
     QUANTIZE/DEQUANTIZE themselves are not listed: they are the boundaries of the float islands.
     """
-    from .compat import float_compute_ops
+    from accelnas.latency.compat import float_compute_ops
 
     return float_compute_ops(read_tflite(tflite))
 
@@ -249,14 +249,14 @@ def to_int8_tflite(model, representative, path: str | os.PathLike | None = None,
     if floats:
         msg = (f"model {name!r}: {len(floats)} op(s) have no int8 kernel and stay in float "
                f"(between DEQUANTIZE/QUANTIZE): {', '.join(dict.fromkeys(floats))}; the Edge TPU "
-               "stops at the first of them (see accelnas.compat.edgetpu_compat)")
+               "stops at the first of them (see accelnas.latency.compat.edgetpu_compat)")
         if strict:
             raise Int8ConversionError(msg, floats, log.getvalue())
         if retried is not None:
             msg += f". The int8-only conversion had failed: {_first_lines(retried, 3)}"
         warnings.warn(msg, FloatOpsWarning, stacklevel=2)
     if path is not None:
-        from .io import atomic_write_bytes
+        from accelnas.io import atomic_write_bytes
 
         atomic_write_bytes(path, data)
     return data

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from .export import quiet, read_tflite
+from accelnas.latency.tflite import quiet, read_tflite
 
 __all__ = ["measure_tflite", "edgetpu_available", "EdgeTPUUnavailable", "EDGETPU_LIB"]
 

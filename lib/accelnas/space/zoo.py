@@ -6,7 +6,7 @@ EdgeTPU model READMEs and FACTS.md section 5 (EfficientNet-EdgeTPU, MobilenetEdg
 """
 from __future__ import annotations
 
-from .arch import ArchSpec, arch_from_strings, make_divisible, scale
+from accelnas.space.arch import ArchSpec, arch_from_strings, make_divisible, scale
 
 _RESNET50 = arch_from_strings(
     "resnet50", "conv_k7_s2_c64",
@@ -139,7 +139,7 @@ def get(name: str, resolution: int | None = None, num_classes: int | None = None
 
 
 def build(name: str, resolution: int | None = None, num_classes: int | None = None, **kwargs):
-    """A Keras model of zoo model ``name`` (see `accelnas.builder.build` for kwargs)."""
-    from .builder import build as _build
+    """A Keras model of zoo model ``name`` (see `accelnas.space.builder.build` for kwargs)."""
+    from accelnas.space.builder import build as _build
 
     return _build(get(name, resolution, num_classes), **kwargs)

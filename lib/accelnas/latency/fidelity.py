@@ -26,12 +26,12 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..arch import ArchSpec
-from ..graph import OpGraph, from_arch
-from ..hardware import Accelerator
-from . import apm_for, as_accelerator, machine
-from .apm import APM
-from .sim import simulate
+from accelnas.space.arch import ArchSpec
+from accelnas.space.graph import OpGraph, from_arch
+from accelnas.latency.accelerator import Accelerator
+from accelnas.latency import apm_for, as_accelerator, machine
+from accelnas.latency.apm import APM
+from accelnas.latency.sim import simulate
 
 #: Names of `APM.coef`, in order.
 COEF_NAMES = ("c_compute", "c_overhead", "c_stream", "c_const_s")
@@ -123,7 +123,7 @@ def estimator_speed(archs: Sequence[ArchSpec], acc: Accelerator | str) -> dict:
     Returns:
         ``apm_archs_per_s`` (a fresh APM with the calibrated coefficients: empty block cache, what
         a new search sees), ``apm_archs_per_s_warm`` (the same architectures again),
-        ``sim_nets_per_s`` (simulator including `accelnas.graph.from_arch`), all wall clock; the
+        ``sim_nets_per_s`` (simulator including `accelnas.space.graph.from_arch`), all wall clock; the
         same APM figures per second of CPU time (``apm_archs_per_cpu_s``, ``..._warm``); ``n``.
     """
     acc = as_accelerator(acc)
@@ -148,7 +148,7 @@ def calibration_frame(accelerators: Iterable[str] = ("coral", "pixel4"), rows=No
     Columns: model, builder, resolution, hardware, latency_ms (published), source, sim_ms,
     sim_error, apm_ms, apm_error, macs, params, weight_bytes.
     """
-    from .calibrate import calibration_rows, row_graph, validation_frame
+    from accelnas.latency.calibrate import calibration_rows, row_graph, validation_frame
 
     rows = rows or calibration_rows()
     df = validation_frame(tuple(accelerators), rows)
@@ -160,7 +160,7 @@ def calibration_frame(accelerators: Iterable[str] = ("coral", "pixel4"), rows=No
 def with_fitted_apm(frame: pd.DataFrame, apms: dict[str, APM]) -> pd.DataFrame:
     """``frame`` (`calibration_frame` rows) plus ``apm_fit_ms`` / ``apm_fit_error``: each row
     predicted by the fitted APM of its accelerator (NaN where ``apms`` has none)."""
-    from .calibrate import row_graph
+    from accelnas.latency.calibrate import row_graph
 
     pred = [apms[hw].latency_ms(row_graph(b, r)) if hw in apms else math.nan
             for hw, b, r in zip(frame.hardware, frame.builder, frame.resolution)]
@@ -325,7 +325,7 @@ def roofline_frame(model: ArchSpec | OpGraph, acc: Accelerator | str) -> pd.Data
     """Per MAC op of ``model`` simulated on ``acc``: category, MACs, weight and activation bytes,
     arithmetic intensity (MACs per weight + input + output activation byte), simulated time,
     achieved MAC/s, utilisation of peak and bound."""
-    from . import estimate
+    from accelnas.latency import estimate
 
     g = model if isinstance(model, OpGraph) else from_arch(model)
     rep = estimate(g, as_accelerator(acc), "sim")

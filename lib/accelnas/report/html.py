@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_bytes
+from accelnas.io import atomic_write_bytes
 
 REPORT_NAME = "report.html"
 EXECUTED_DIR = "executed"
@@ -122,7 +122,7 @@ def build_html(run_dir: str | os.PathLike) -> str:
         _render_header(run_name, manifest, sections, not_run, run_dir),
         _render_toc(sections),
         *(s["html"] for s in sections),
-        f'<footer>Rendered by accelnas.report on {html.escape(_now())} from '
+        f'<footer>Rendered by accelnas.report.html on {html.escape(_now())} from '
         f'<code>{html.escape(str(executed_dir))}</code>. Code cells are hidden; open the executed '
         'notebooks for the code.</footer>',
     ])
@@ -587,7 +587,7 @@ _PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="accelnas.report">
+<meta name="generator" content="accelnas.report.html">
 <title>{title}</title>
 <style>{css}</style>
 </head>

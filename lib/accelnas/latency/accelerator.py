@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from .arch import ACTIVATIONS
-from .params import REQUIRED, SPACE_BLOCK_TYPES, Key, ParamsError, validate
+from accelnas.space.arch import ACTIVATIONS
+from accelnas.params import REQUIRED, SPACE_BLOCK_TYPES, Key, ParamsError, validate
 
-HARDWARE_DIR = Path(__file__).resolve().parents[2] / "params" / "hardware"
+HARDWARE_DIR = Path(__file__).resolve().parents[3] / "params" / "hardware"
 """Where accelerator names are looked up (the repository's ``params/hardware/``)."""
 
 _POS = dict(type=float, gt=0)
