@@ -17,7 +17,8 @@ import pytest
 
 from accelnas import params as params_mod
 from accelnas.space.graph import from_arch
-from accelnas.search.tuner import best_arch, run_search, setup, trials_frame
+from accelnas.search.trials import best_arch, trials_frame
+from accelnas.search.tuner import run_search, setup
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,84 +18,22 @@ Example::
 from __future__ import annotations
 
 import copy
-import difflib
-import math
-import re
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from accelnas.schema import (REQUIRED, Key, ParamsError, _suggest, describe, frozen as _frozen,  # noqa: F401
+                             schema_rows as _schema_rows, thaw, validate)
+from accelnas.space import blocks
 from accelnas.space.arch import ACTIVATIONS, SE_STYLES
+from accelnas.space.search_space import EDGETPU_S_STAGES as _EDGETPU_S
 from accelnas.space.zoo import names as _zoo_names
 
 
-class ParamsError(ValueError):
-    """An invalid params (or accelerator) file; the message names file, key, value and the fix.
-
-    Attributes:
-        source: the file (or ``<dict>``) the value came from.
-        key: dotted key (``proxy.epochs``, ``search_space.stages[2].stride``); '' for the file.
-    """
-
-    def __init__(self, source: str, key: str, message: str) -> None:
-        self.source, self.key = str(source), key
-        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED = _Required()
-"""Default of a `Key` that must be given."""
-
-
-@dataclass(frozen=True)
-class Key:
-    """One leaf of a schema.
-
-    Attributes:
-        type: ``int``, ``float`` (ints accepted, stored as float), ``str``, ``bool``, ``list`` or
-            ``dict`` (a mapping with free string keys).
-        default: filled in when the key is absent (validated like a given value); `REQUIRED`: none.
-        doc: one line, with units.
-        choices: allowed values (scalars, or the items of a list).
-        min, max: inclusive bounds; gt: exclusive lower bound (numbers, or list/dict items).
-        pattern: regular expression a string must match in full; hint: its human wording.
-        item: spec of list items / mapping values: a `Key`, or a section (dict of Keys).
-        min_len: minimum number of list items / mapping entries.
-        unique: list items must be distinct.
-    """
-
-    type: type
-    default: Any = REQUIRED
-    doc: str = ""
-    choices: tuple | None = None
-    min: float | None = None
-    max: float | None = None
-    gt: float | None = None
-    pattern: str | None = None
-    hint: str | None = None
-    item: Any = None
-    min_len: int = 0
-    unique: bool = False
-
-
-_TYPE_WORDS = {int: "integer", float: "number", str: "string", bool: "boolean", list: "list",
-               dict: "mapping"}
-
-# EfficientNet-EdgeTPU-S skeleton (FACTS.md 5): stride, base output channels, base repeats.
-EDGETPU_S_STAGES = [
-    {"stride": 1, "channels": 24, "repeats": 1}, {"stride": 2, "channels": 32, "repeats": 2},
-    {"stride": 2, "channels": 48, "repeats": 4}, {"stride": 2, "channels": 96, "repeats": 5},
-    {"stride": 1, "channels": 144, "repeats": 4}, {"stride": 2, "channels": 192, "repeats": 2},
-]
-
-SPACE_BLOCK_TYPES = ("ibn", "fused", "conv")
-"""Block types the search space may choose between (see `accelnas.space.arch` for their semantics)."""
+EDGETPU_S_STAGES = [dataclasses.asdict(s) for s in _EDGETPU_S]
+"""The default skeleton (`accelnas.space.search_space.EDGETPU_S_STAGES`) as params data."""
 
 _POS_INT = dict(min=1)  # with Key(int, ...)
 
@@ -126,7 +64,7 @@ SCHEMA: dict = {
                                        "channels": Key(int, REQUIRED, "base output channels", min=1),
                                        "repeats": Key(int, REQUIRED, "base number of blocks", min=1)}),
         "block_types": Key(list, ["ibn", "fused", "conv"], "block type choices per stage",
-                           item=Key(str, choices=SPACE_BLOCK_TYPES), min_len=1, unique=True),
+                           item=Key(str, choices=blocks.searchable()), min_len=1, unique=True),
         "kernels": Key(list, [3, 5], "depthwise / fused kernel size choices",
                        item=Key(int, choices=(1, 3, 5, 7)), min_len=1, unique=True),
         "expand_ratios": Key(list, [4, 6, 8], "expansion ratio choices of ibn / fused blocks",
@@ -207,154 +145,14 @@ SCHEMA: dict = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# generic validation
-
-def _fmt(v: Any) -> str:
-    return repr(v) if not isinstance(v, (list, dict)) else yaml.safe_dump(v, default_flow_style=True).strip()
-
-
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
-def describe(spec: Any) -> str:
-    """What a spec allows, in words (used in error messages and `schema_rows`)."""
-    if isinstance(spec, dict):
-        return "mapping with keys " + ", ".join(spec)
-    word = _TYPE_WORDS[spec.type]
-    if spec.type in (list, dict):
-        inner = describe(spec.item) if spec.item is not None else "anything"
-        size = f"at least {spec.min_len} " if spec.min_len else ""
-        what = "items" if spec.type is list else "values"
-        return f"{word} of {size}{'distinct ' if spec.unique else ''}{what}: {inner}"
-    if spec.choices is not None:
-        return "one of " + ", ".join(str(c) for c in spec.choices)
-    if spec.hint:
-        return spec.hint
-    if spec.pattern:
-        return f"{word} matching {spec.pattern}"
-    bounds = []
-    if spec.gt is not None:
-        bounds.append(f"> {spec.gt:g}")
-    if spec.min is not None:
-        bounds.append(f">= {spec.min:g}")
-    if spec.max is not None:
-        bounds.append(f"<= {spec.max:g}")
-    return f"{word} {' and '.join(bounds)}".strip()
-
-
-def _type_ok(value: Any, typ: type) -> Any:
-    """The value converted to ``typ``, or a ``_BAD`` marker."""
-    if typ is bool:
-        return value if isinstance(value, bool) else _BAD
-    if isinstance(value, bool):
-        return _BAD
-    if typ is int:
-        return value if isinstance(value, int) else _BAD
-    if typ is float:
-        return float(value) if isinstance(value, (int, float)) else _BAD
-    if typ is list:
-        return list(value) if isinstance(value, (list, tuple)) else _BAD
-    if typ is dict:
-        return value if isinstance(value, Mapping) else _BAD
-    return value if isinstance(value, typ) else _BAD
-
-
-_BAD = object()
-
-
-def validate(data: Any, spec: Any, source: str = "<dict>", key: str = "") -> Any:
-    """Check ``data`` against ``spec`` (a section dict or a `Key`); return it with defaults filled.
-
-    Raises:
-        ParamsError: naming ``source``, the dotted key, the bad value and what is allowed.
-    """
-    if isinstance(spec, dict):
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ParamsError(source, key, f"expected a mapping with keys {', '.join(spec)}, "
-                                           f"got {_fmt(data)}")
-        for k in data:
-            if k not in spec:
-                sub = f"{key}.{k}" if key else str(k)
-                raise ParamsError(source, sub, f"unknown key; {_suggest(k, spec)}"
-                                               f"allowed keys: {', '.join(spec)}")
-        out = {}
-        for k, sub_spec in spec.items():
-            sub = f"{key}.{k}" if key else k
-            if k in data:
-                value = data[k]
-            elif isinstance(sub_spec, dict):
-                value = {}
-            elif sub_spec.default is REQUIRED:
-                raise ParamsError(source, sub, f"missing; add it ({sub_spec.doc}; "
-                                               f"{describe(sub_spec)})")
-            else:
-                value = copy.deepcopy(sub_spec.default)
-            out[k] = validate(value, sub_spec, source, sub)
-        return out
-
-    value = _type_ok(data, spec.type)
-    if value is _BAD:
-        hint = ""
-        if spec.type is float and isinstance(data, str) and re.fullmatch(r"[-+]?\d+e[-+]?\d+", data):
-            hint = " (YAML reads 1e-3 as text: write 1.0e-3)"
-        raise ParamsError(source, key, f"got {_fmt(data)} ({type(data).__name__}), expected "
-                                       f"{_TYPE_WORDS[spec.type]}{hint}; allowed: {describe(spec)}")
-    if spec.type is list:
-        if len(value) < spec.min_len:
-            raise ParamsError(source, key, f"got {_fmt(data)}: needs at least {spec.min_len} item(s); "
-                                           f"allowed: {describe(spec)}")
-        if spec.item is not None:
-            value = [validate(v, spec.item, source, f"{key}[{i}]") for i, v in enumerate(value)]
-        if spec.unique:
-            seen = []
-            for v in value:
-                if v in seen:
-                    raise ParamsError(source, key, f"got {_fmt(data)}: {_fmt(v)} is repeated; "
-                                                   f"allowed: {describe(spec)}")
-                seen.append(v)
-        return value
-    if spec.type is dict:
-        if len(value) < spec.min_len:
-            raise ParamsError(source, key, f"got {_fmt(data)}: needs at least {spec.min_len} "
-                                           f"entr{'y' if spec.min_len == 1 else 'ies'}")
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise ParamsError(source, f"{key}.{k}", f"keys must be strings, got {k!r}")
-            out[k] = validate(v, spec.item, source, f"{key}.{k}") if spec.item is not None else v
-        return out
-    bad = None
-    if spec.type is float and not math.isfinite(value):
-        bad = "not a finite number"
-    elif spec.choices is not None and value not in spec.choices:
-        bad = _suggest(value, spec.choices).rstrip() if isinstance(value, str) else ""
-    elif spec.pattern is not None and not re.fullmatch(spec.pattern, value):
-        bad = ""
-    elif ((spec.gt is not None and not value > spec.gt) or (spec.min is not None and value < spec.min)
-          or (spec.max is not None and value > spec.max)):
-        bad = "out of range"
-    if bad is not None:
-        raise ParamsError(source, key, f"got {_fmt(data)}{'; ' + bad if bad else ''}; "
-                                       f"allowed: {describe(spec)}")
-    return value
-
-
 def schema_rows(spec: dict | None = None, prefix: str = "") -> list[dict]:
-    """The schema as table rows: key (dotted), type, default, allowed, doc (for docs and notebooks)."""
-    rows = []
-    for k, sub in (SCHEMA if spec is None else spec).items():
-        name = f"{prefix}{k}"
-        if isinstance(sub, dict):
-            rows += schema_rows(sub, name + ".")
-        else:
-            rows.append({"key": name, "type": _TYPE_WORDS[sub.type], "default": sub.default,
-                         "allowed": describe(sub), "doc": sub.doc})
-    return rows
+    """The run schema as table rows: key (dotted), type, default, allowed, doc."""
+    return _schema_rows(SCHEMA if spec is None else spec, prefix)
+
+
+def frozen(params: Mapping) -> Any:
+    """Validated params as typed, frozen sections (``p.proxy.epochs``; `accelnas.schema.frozen`)."""
+    return _frozen(params, SCHEMA, "Params")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +160,7 @@ def schema_rows(spec: dict | None = None, prefix: str = "") -> list[dict]:
 
 def _cross_check(p: dict, source: str, base_dir: Path | None) -> dict:
     """Checks across keys; resolves accelerator YAML paths to absolute paths (cwd-independent)."""
-    from accelnas.latency import accelerator as hardware  # hardware imports ParamsError from here
+    from accelnas.latency import accelerator as hardware
 
     names = []
     for i, entry in enumerate(p["accelerators"]):

@@ -16,7 +16,8 @@ from pathlib import Path
 import yaml
 
 from accelnas.space.arch import ACTIVATIONS
-from accelnas.params import REQUIRED, SPACE_BLOCK_TYPES, Key, ParamsError, validate
+from accelnas.schema import REQUIRED, Key, ParamsError, validate
+from accelnas.space import blocks
 
 HARDWARE_DIR = Path(__file__).resolve().parents[3] / "params" / "hardware"
 """Where accelerator names are looked up (the repository's ``params/hardware/``)."""
@@ -57,7 +58,7 @@ HARDWARE_SCHEMA: dict = {
         "activations": Key(list, [], "activations removed from the search space",
                            item=Key(str, choices=ACTIVATIONS), unique=True),
         "block_types": Key(list, [], "block types removed from the search space",
-                           item=Key(str, choices=SPACE_BLOCK_TYPES), unique=True),
+                           item=Key(str, choices=blocks.searchable()), unique=True),
         "kernels": Key(list, [], "kernel sizes removed from the search space", item=Key(int, min=1),
                        unique=True),
         "squeeze_excite": Key(bool, False, "remove squeeze-and-excitation (every se_ratio > 0)"),

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from accelnas.space.arch import ArchSpec, BlockSpec
-from accelnas.space.graph import Op, OpGraph, _block, _Net, conv_op, fc_op, from_arch
+from accelnas.space.blocks import emit_block
+from accelnas.space.graph import Net, Op, OpGraph, conv_op, fc_op, from_arch
 from accelnas.space.graph import tflite_ops
 from accelnas.latency.sim import Machine, _ceil, compute_cycles, live_bytes, streaming_wait
 
@@ -98,9 +99,9 @@ class APM:
                arch.se_style, shape)
         hit = self._cache.get(key)
         if hit is None:
-            net = _Net()
+            net = Net()
             x = net.add(Op("x", "input", (), shape, shape))
-            _block(net, arch, b, "b", x, stride)
+            emit_block(net, arch, b, "b", x, stride)
             hit = self._part(net.ops, net.ops[-1].out_shape)
             self._cache[key] = hit
         return hit

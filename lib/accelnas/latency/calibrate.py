@@ -37,7 +37,6 @@ RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 CALIBRATION_CSV = RESOURCES / "calibration.csv"
 HELDOUT_CSV = RESOURCES / "heldout.csv"
 APM_COEF_JSON = RESOURCES / "apm_coef.json"
-DEFAULT_PARAMS = Path(__file__).resolve().parents[3] / "params" / "default.yaml"
 
 # (field, low, high) of the constants fitted on both accelerators (same architecture)
 # (act_bytes_per_cycle_per_tile is not fitted but follows the lanes: the elementwise path is the MAC
@@ -156,19 +155,16 @@ def machine_fingerprint(m) -> str:
 
 def apm_fit_archs(acc) -> list:
     """The fixed architecture set the APM coefficients are fitted on: ``APM_FIT_SAMPLES``
-    architectures sampled (seed ``APM_FIT_SEED``) from the search space of params/default.yaml with
+    architectures sampled (seed ``APM_FIT_SEED``) from the default search space with
     ``acc``'s exclusions, and every zoo model without a stem pool at ``APM_FIT_RESOLUTIONS``."""
     import numpy as np
 
-    from accelnas import params as P
     from accelnas.space import zoo
-    from accelnas.space.search_space import SearchSpace
+    from accelnas.space.search_space import SearchSpace, default_section
 
-    archs = []
-    if DEFAULT_PARAMS.is_file():
-        space = SearchSpace.from_params(P.load(DEFAULT_PARAMS)["search_space"], [acc])
-        rng = np.random.default_rng(APM_FIT_SEED)
-        archs += [space.sample(rng, name=f"fit{i}") for i in range(APM_FIT_SAMPLES)]
+    space = SearchSpace.from_params(default_section(), [acc])
+    rng = np.random.default_rng(APM_FIT_SEED)
+    archs = [space.sample(rng, name=f"fit{i}") for i in range(APM_FIT_SAMPLES)]
     for name in zoo.names():
         a = zoo.get(name)
         if not a.stem_pool:

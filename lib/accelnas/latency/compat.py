@@ -22,20 +22,17 @@ insert) is treated as mapped, as the compiler does in practice; a DEQUANTIZE to 
 graph (the converter's wrapper around an op that has no int8 kernel, e.g. ELU) is not.
 
 If ``edgetpu_compiler`` is on PATH, `edgetpu_compat` also runs it and takes the mapped/CPU verdict
-from its log (see ``_run_compiler``, the only place that touches the real compiler).
+from its log (`accelnas.latency.edgetpu_compiler`, the only place that touches the real compiler).
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
-import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
+
+from accelnas.latency.edgetpu_compiler import compiler_path, run_compiler
+from accelnas.latency.flatbuffer import (TFLiteGraph, _enum_names, _ints, _nontrivial, _numel, float_compute_ops,  # noqa: F401
+                                         load_schema, parse_model, read_tflite)
 
 __all__ = ["edgetpu_compat", "CompatReport", "OpReport", "SUPPORTED_OPS_2019",
            "SUPPORTED_OPS_MODERN", "load_schema", "parse_model", "float_compute_ops"]
@@ -53,40 +50,6 @@ SUPPORTED_OPS_MODERN = SUPPORTED_OPS_2019 | {
 }
 SOFTMAX_MAX_ELEMENTS = 16000
 MAX_NONTRIVIAL_DIMS = 3
-
-
-# --------------------------------------------------------------------------- flatbuffer access
-
-@lru_cache(maxsize=1)
-def load_schema():
-    """TFLite's generated flatbuffer schema module (needs only the ``flatbuffers`` package).
-
-    Loaded from TensorFlow's installation by file path, so ``import tensorflow`` (~6 s) is not
-    paid just to read a model; falls back to the regular import.
-    """
-    spec = importlib.util.find_spec("tensorflow")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / "lite" / "python" / "schema_py_generated.py"
-        if path.is_file():
-            mod_spec = importlib.util.spec_from_file_location("accelnas._tflite_schema", path)
-            module = importlib.util.module_from_spec(mod_spec)
-            mod_spec.loader.exec_module(module)
-            return module
-    from tensorflow.lite.python import schema_py_generated
-
-    return schema_py_generated
-
-
-def parse_model(data: bytes, schema=None):
-    """The flatbuffer as the schema's object API (``ModelT``)."""
-    schema = schema or load_schema()
-    if data[4:8] != b"TFL3":
-        raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' identifier)")
-    return schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-
-
-def _enum_names(enum_cls) -> dict[int, str]:
-    return {v: k for k, v in vars(enum_cls).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 # --------------------------------------------------------------------------- report
@@ -222,88 +185,7 @@ class CompatReport:
 
 # --------------------------------------------------------------------------- rules
 
-class _Graph:
-    """Accessors over subgraph 0 of a parsed model."""
-
-    def __init__(self, model_t, schema) -> None:
-        self.m = model_t
-        self.schema = schema
-        self.sub = model_t.subgraphs[0]
-        self.op_names = _enum_names(schema.BuiltinOperator)
-        self.type_names = _enum_names(schema.TensorType)
-        self.inputs = set(_ints(self.sub.inputs))
-        self.outputs = set(_ints(self.sub.outputs))
-
-    def op_name(self, op) -> str:
-        code = self.m.operatorCodes[op.opcodeIndex]
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        name = self.op_names.get(builtin, f"BUILTIN_{builtin}")
-        if name == "CUSTOM":
-            custom = code.customCode
-            return (custom.decode() if isinstance(custom, bytes) else str(custom or "CUSTOM"))
-        return name
-
-    def tensor(self, i: int):
-        return self.sub.tensors[i]
-
-    def shape(self, i: int) -> tuple[int, ...]:
-        s = self.tensor(i).shape
-        return tuple(int(d) for d in s) if s is not None else ()
-
-    def dynamic(self, i: int) -> bool:
-        sig = self.tensor(i).shapeSignature
-        return sig is not None and any(int(d) < 0 for d in sig)
-
-    def dtype(self, i: int) -> str:
-        return self.type_names.get(self.tensor(i).type, str(self.tensor(i).type)).lower()
-
-    def const(self, i: int) -> bool:
-        t = self.tensor(i)
-        buf = self.m.buffers[t.buffer] if 0 <= t.buffer < len(self.m.buffers) else None
-        return buf is not None and ((buf.data is not None and len(buf.data) > 0)
-                                    or bool(getattr(buf, "offset", 0)))
-
-    def value(self, i: int):
-        """A constant tensor's value (numpy), or None."""
-        import numpy as np
-
-        if not self.const(i):
-            return None
-        t = self.tensor(i)
-        buf = self.m.buffers[t.buffer]
-        if buf.data is None or len(buf.data) == 0:
-            return None
-        dtype = {"int32": np.int32, "int64": np.int64, "int8": np.int8, "uint8": np.uint8,
-                 "float32": np.float32}.get(self.dtype(i))
-        if dtype is None:
-            return None
-        return np.frombuffer(bytes(bytearray(buf.data)), dtype=dtype).reshape(self.shape(i))
-
-    def name(self, i: int) -> str:
-        n = self.tensor(i).name
-        return n.decode(errors="replace") if isinstance(n, bytes) else str(n or "")
-
-
-def _ints(v) -> list[int]:
-    return [int(x) for x in v] if v is not None else []
-
-
-def _nontrivial(shape: tuple[int, ...]) -> int:
-    """Dims left after dropping the leading 1s (the compiler's "innermost dimensions")."""
-    dims = list(shape)
-    while dims and dims[0] == 1:
-        dims.pop(0)
-    return len(dims)
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= max(int(d), 1)
-    return n
-
-
-def _macs(g: _Graph, name: str, ins: list[int], outs: list[int]) -> int:
+def _macs(g: TFLiteGraph, name: str, ins: list[int], outs: list[int]) -> int:
     if not outs:
         return 0
     out = _numel(g.shape(outs[0]))
@@ -328,7 +210,7 @@ _EIGHT_BIT = ("int8", "uint8")
 _CONST_OK = ("int8", "uint8", "int32", "int64")
 
 
-def _check(g: _Graph, op, name: str, table: frozenset, modern: bool) -> list[str]:
+def _check(g: TFLiteGraph, op, name: str, table: frozenset, modern: bool) -> list[str]:
     """Reasons why ``op`` cannot map to the Edge TPU (empty: it can)."""
     ins = [i for i in _ints(op.inputs) if i >= 0]
     outs = _ints(op.outputs)
@@ -411,7 +293,7 @@ def _check(g: _Graph, op, name: str, table: frozenset, modern: bool) -> list[str
     return why
 
 
-def _boundary(g: _Graph, name: str, op) -> bool:
+def _boundary(g: TFLiteGraph, name: str, op) -> bool:
     """A float model input's QUANTIZE or a float model output's DEQUANTIZE."""
     ins, outs = _ints(op.inputs), _ints(op.outputs)
     if name == "QUANTIZE":
@@ -423,7 +305,7 @@ def _boundary(g: _Graph, name: str, op) -> bool:
 
 def _analyse(data: bytes, modern: bool, table: frozenset) -> CompatReport:
     schema = load_schema()
-    g = _Graph(parse_model(data, schema), schema)
+    g = TFLiteGraph(parse_model(data, schema), schema)
     rows = []
     partition = None
     for index, op in enumerate(g.sub.operators or []):
@@ -457,49 +339,6 @@ def _analyse(data: bytes, modern: bool, table: frozenset) -> CompatReport:
                         modern_compiler=modern, model_bytes=len(data))
 
 
-def float_compute_ops(data: bytes) -> list[str]:
-    """Names of the ops (execution order) with a float input or output, QUANTIZE/DEQUANTIZE
-    excepted: the ops that the converter kept in float in a quantized model."""
-    schema = load_schema()
-    g = _Graph(parse_model(data, schema), schema)
-    found = []
-    for op in g.sub.operators or []:
-        name = g.op_name(op)
-        if name in ("QUANTIZE", "DEQUANTIZE"):
-            continue
-        tensors = [i for i in _ints(op.inputs) if i >= 0 and not g.const(i)] + _ints(op.outputs)
-        if any(g.dtype(i) in ("float32", "float16") for i in tensors):
-            found.append(name)
-    return found
-
-
-# --------------------------------------------------------------------------- real compiler
-
-def _run_compiler(compiler: str, data: bytes) -> tuple[dict, str]:
-    """Run ``edgetpu_compiler -s`` on the model; the log's Edge TPU / CPU op counts.
-
-    Only used when the compiler is installed (it is not on the development machines). Parses the
-    log's "Number of operations that will run on Edge TPU: N" / "... on CPU: M" lines.
-    """
-    with tempfile.TemporaryDirectory(prefix="accelnas_edgetpu_") as tmp:
-        src = Path(tmp) / "model.tflite"
-        src.write_bytes(data)
-        proc = subprocess.run([compiler, "-s", "-o", tmp, str(src)], capture_output=True,
-                              text=True, timeout=600)
-        log = proc.stdout + proc.stderr
-        log_file = Path(tmp) / "model_edgetpu.log"
-        if log_file.is_file():
-            log += "\n" + log_file.read_text(errors="replace")
-    if proc.returncode != 0:
-        raise RuntimeError(f"edgetpu_compiler failed (exit {proc.returncode}):\n{log[-4000:]}")
-    counts = {}
-    for key, pattern in (("edgetpu_ops", r"will run on Edge TPU:\s*(\d+)"),
-                         ("cpu_ops", r"will run on CPU:\s*(\d+)")):
-        m = re.search(pattern, log)
-        counts[key] = int(m.group(1)) if m else None
-    return counts, log
-
-
 # --------------------------------------------------------------------------- entry point
 
 def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool = False,
@@ -519,15 +358,13 @@ def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool =
     Returns:
         `CompatReport` (``.summary()``, ``.to_frame()``, ``.partition_index``, ``.cpu_ops``, ...).
     """
-    from accelnas.latency.tflite import read_tflite
-
     data = read_tflite(tflite)
     if supported_ops is not None:
         table = frozenset(supported_ops)
     else:
         table = SUPPORTED_OPS_MODERN if modern_compiler else SUPPORTED_OPS_2019
     report = _analyse(data, modern_compiler, table)
-    compiler = shutil.which("edgetpu_compiler")
+    compiler = compiler_path()
     if use_compiler is None:
         use_compiler = compiler is not None
     if use_compiler:
@@ -535,7 +372,7 @@ def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool =
         if compiler is None:
             raise FileNotFoundError("edgetpu_compiler is not on PATH (install the Edge TPU "
                                     "compiler, Debian package edgetpu-compiler, x86-64 Linux only)")
-        counts, log = _run_compiler(compiler, data)
+        counts, log = run_compiler(compiler, data)
         report.source = "edgetpu_compiler"
         report.compiler_counts = counts
         report.compiler_log = log

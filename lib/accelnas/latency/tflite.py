@@ -37,6 +37,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from accelnas.latency.flatbuffer import float_compute_ops, read_tflite  # noqa: F401  (re-exported)
+
 __all__ = ["to_int8_tflite", "load_model", "float_ops", "read_tflite", "Int8ConversionError",
            "FloatOpsWarning"]
 
@@ -58,19 +60,6 @@ class Int8ConversionError(RuntimeError):
 
 class FloatOpsWarning(UserWarning):
     """An int8 export contains ops that compute in float (no int8 kernel)."""
-
-
-def read_tflite(model: bytes | bytearray | str | os.PathLike) -> bytes:
-    """The bytes of a TFLite flatbuffer given as bytes or as a path."""
-    if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model)
-    path = Path(model)
-    if not path.is_file():
-        raise FileNotFoundError(f"TFLite model not found: {path}")
-    data = path.read_bytes()
-    if data[4:8] != b"TFL3":
-        raise ValueError(f"{path} is not a TFLite flatbuffer (missing the 'TFL3' identifier)")
-    return data
 
 
 @contextlib.contextmanager
@@ -144,8 +133,6 @@ def float_ops(tflite: bytes | str | os.PathLike) -> list[str]:
 
     QUANTIZE/DEQUANTIZE themselves are not listed: they are the boundaries of the float islands.
     """
-    from accelnas.latency.compat import float_compute_ops
-
     return float_compute_ops(read_tflite(tflite))
 
 

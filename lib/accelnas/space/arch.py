@@ -5,7 +5,7 @@ Pure module (no TensorFlow). A block string reads like timm's, e.g. ``ibn_r4_k5_
 =========  =============================================  =========
 token      meaning                                        default
 =========  =============================================  =========
-TYPE       one of BLOCK_TYPES, always first               (required)
+TYPE       a registered block type, always first               (required)
 ``r<int>`` repeats                                        1
 ``k<int>`` kernel size (odd)                              3
 ``s<int>`` stride of the first repeat (1 or 2)            1
@@ -16,51 +16,21 @@ TYPE       one of BLOCK_TYPES, always first               (required)
 ``noskip`` no residual connection even where possible     skip
 =========  =============================================  =========
 
-Block semantics (each repeat; only the first carries the stride):
-
-* ``conv``: k x k conv -> BN -> act.
-* ``ds``: k x k depthwise -> BN -> act -> [SE] -> 1x1 project -> BN (linear) [+ residual].
-* ``ibn``: [1x1 expand to e*C_in -> BN -> act, when e != 1] -> k x k depthwise -> BN -> act ->
-  [SE] -> 1x1 project -> BN [+ residual].
-* ``fused``: k x k conv C_in -> e*C_in -> BN -> act -> [SE] -> 1x1 project -> BN [+ residual]
-  (the EfficientNet-EdgeTPU fused inverted bottleneck). With e == 1 (EfficientNetV2 rule): one
-  k x k conv C_in -> c -> BN -> act [-> SE] [+ residual].
-* ``bottleneck`` (ResNet v1): width = c / e; 1x1 conv (stride) -> k x k conv -> 1x1 conv to c,
-  BN after each, shortcut (1x1 projection with stride when the shape changes), add, act.
-
-A residual add is used when stride == 1, C_in == c and ``skip`` is set.
+Block semantics and the list of block types: `accelnas.space.blocks` (the registry).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-BLOCK_TYPES = ("conv", "ds", "ibn", "fused", "bottleneck")
+from accelnas.space import blocks
+from accelnas.space.rounding import make_divisible  # noqa: F401  (re-exported)
+
 ACTIVATIONS = ("relu", "relu6", "hswish", "swish")
 SE_STYLES = ("efficientnet", "mobilenetv3")
-RESIDUAL_TYPES = ("ds", "ibn", "fused", "bottleneck")
-BLOCK_DOCS = {  # one line per block type, for tables and notebooks
-    "conv": "k x k conv -> BN -> act",
-    "ds": "k x k depthwise -> BN -> act -> [SE] -> 1x1 project -> BN [+ residual]",
-    "ibn": "[1x1 expand to e*C_in] -> k x k depthwise -> [SE] -> 1x1 project [+ residual] (MobileNetV2)",
-    "fused": "k x k conv to e*C_in -> [SE] -> 1x1 project [+ residual] (EfficientNet-EdgeTPU); "
-             "e = 1: one k x k conv",
-    "bottleneck": "1x1 conv (stride) -> k x k conv -> 1x1 conv to c, shortcut, add, act (ResNet v1)",
-}
 
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round ``value`` to a multiple of ``divisor``, never below 90 % of ``value``.
-
-    The one rounding rule for channels used by MobileNetV2/V3, EfficientNet and the EdgeTPU models.
-    """
-    min_value = divisor if min_value is None else min_value
-    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return int(rounded)
 
 
 def _fmt_num(x: float) -> str:
@@ -84,8 +54,8 @@ class BlockSpec:
     skip: bool = True
 
     def __post_init__(self) -> None:
-        if self.type not in BLOCK_TYPES:
-            raise ValueError(f"unknown block type {self.type!r}; allowed: {', '.join(BLOCK_TYPES)}")
+        if self.type not in blocks.REGISTRY:
+            raise ValueError(f"unknown block type {self.type!r}; allowed: {', '.join(blocks.names())}")
         for name in ("out_channels", "repeats", "kernel", "stride"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -138,8 +108,8 @@ def decode_block(text: str) -> BlockSpec:
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"empty block string {text!r}")
     type_, *tokens = text.strip().split("_")
-    if type_ not in BLOCK_TYPES:
-        raise ValueError(f"unknown block type {type_!r} in {text!r}; allowed: {', '.join(BLOCK_TYPES)}")
+    if type_ not in blocks.REGISTRY:
+        raise ValueError(f"unknown block type {type_!r} in {text!r}; allowed: {', '.join(blocks.names())}")
     kwargs: dict = {}
     for tok in tokens:
         for pattern, name, conv in _TOKENS:

@@ -1,303 +1,18 @@
-"""The op graph: one intermediate representation of a network for latency modelling.
+"""ArchSpec -> OpGraph, analytically (no TensorFlow).
 
-Pure module (no TensorFlow). An `OpGraph` is a topologically ordered tuple of `Op`. It is produced
-
-* analytically from an `ArchSpec` by `from_arch` (the fast path for search; the Keras builder in
-  `accelnas.space.builder` builds its models from this very graph), and
-* from any Keras functional model by `accelnas.space.graph_keras.from_keras` (walks the layers).
-
-Conventions (both producers follow them, so their totals agree):
-
-* shapes are ``(H, W, C)`` without the batch; a vector is ``(1, 1, C)``;
-* BatchNorm following a conv / depthwise / dense is folded into it (``bn=True``); its 4 * C
-  parameters stay in ``params`` so that ``OpGraph.params == keras_model.count_params()``;
-* ``macs`` counts multiply-accumulates of conv, depthwise and dense ops only (the usual
-  "MAdds" of the papers); elementwise ops have 0 MACs;
-* ``weight_bytes`` is the int8 deployed size: 1 byte per weight plus a 4-byte int32 bias per output
-  channel for ops that carry a bias or a folded BN.
+The op primitives (`Op`, `OpGraph`, the counting rules of `conv_op` & co.) live in
+`accelnas.space.ops`; what each block type emits lives in the block-type registry
+(`accelnas.space.blocks`). This module walks an architecture: stem, every repeat of every stage
+through the registry, head. `accelnas.space.graph_keras.from_keras` is the other producer of op graphs
+(any Keras functional model); both follow the conventions of `accelnas.space.ops`.
 """
 from __future__ import annotations
 
-import dataclasses
-import math
-from dataclasses import dataclass
-
-from accelnas.space.arch import ArchSpec, BlockSpec, make_divisible
-
-OP_KINDS = (
-    "input", "conv", "dwconv", "fc", "add", "mul", "concat", "maxpool", "avgpool", "gap", "act",
-    "pad", "reshape", "scale",
-)
-OP_ACTIVATIONS = (None, "relu", "relu6", "hswish", "swish", "sigmoid", "hsigmoid", "softmax",
-                  "tanh", "gelu", "elu", "selu", "softplus", "leaky_relu")
-COMPUTE_KINDS = ("conv", "dwconv", "fc")
-
-KIND_TO_TFLITE = {  # op kind -> TFLite builtin ops it becomes (activation ops added separately)
-    "conv": ("CONV_2D",), "dwconv": ("DEPTHWISE_CONV_2D",), "fc": ("FULLY_CONNECTED",),
-    "add": ("ADD",), "mul": ("MUL",), "concat": ("CONCATENATION",), "maxpool": ("MAX_POOL_2D",),
-    "avgpool": ("AVERAGE_POOL_2D",), "gap": ("MEAN",), "pad": ("PAD",), "reshape": ("RESHAPE",),
-    "scale": ("MUL", "ADD"), "act": (), "input": (),
-}
-ACT_TO_TFLITE = {  # activations TFLite fuses into the producing op need no op of their own
-    None: (), "relu": (), "relu6": (), "hswish": ("HARD_SWISH",), "swish": ("LOGISTIC", "MUL"),
-    # int8 conversion measured with TF 2.21 (tests/test_tflite.py): hard-sigmoid after a conv folds
-    # "+3, ReLU6" into the conv and leaves a MUL; ELU stays float between DEQUANTIZE / QUANTIZE.
-    "sigmoid": ("LOGISTIC",), "hsigmoid": ("MUL",), "softmax": ("SOFTMAX",),
-    "tanh": ("TANH",), "gelu": ("GELU",), "elu": ("DEQUANTIZE", "ELU", "QUANTIZE"),
-    "selu": ("GREATER", "MUL", "EXP", "SUB", "SELECT"), "softplus": ("EXP", "ADD", "LOG"),
-    "leaky_relu": ("LEAKY_RELU",),
-}
-
-
-def tflite_ops(op: Op) -> tuple[str, ...]:
-    """The TFLite builtin ops an op of the graph becomes after int8 conversion."""
-    extra = ("RELU",) if op.kind == "act" and op.activation in ("relu",) else ()
-    extra += ("RELU6",) if op.kind == "act" and op.activation == "relu6" else ()
-    return KIND_TO_TFLITE[op.kind] + extra + ACT_TO_TFLITE[op.activation]
-
-Shape = tuple[int, int, int]
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operator after BN folding.
-
-    Attributes:
-        name: unique; equal to the Keras layer name for ops built by `accelnas.space.builder`.
-        kind: one of OP_KINDS.
-        inputs: names of the producing ops (the first is the main input).
-        in_shape / out_shape: (H, W, C) of the first input / the output.
-        kernel, stride, groups: conv geometry (groups == C for depthwise).
-        params: Keras parameter count of the layers folded into this op.
-        macs: multiply-accumulates per image.
-        weight_bytes: int8 deployed weights + int32 biases, bytes.
-        activation: fused activation (None: linear).
-        bias, bn: the op has a bias / a folded BatchNorm.
-    """
-
-    name: str
-    kind: str
-    inputs: tuple[str, ...]
-    in_shape: Shape
-    out_shape: Shape
-    kernel: int = 1
-    stride: int = 1
-    groups: int = 1
-    params: int = 0
-    macs: int = 0
-    weight_bytes: int = 0
-    activation: str | None = None
-    bias: bool = False
-    bn: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in OP_KINDS:
-            raise ValueError(f"op {self.name!r}: unknown kind {self.kind!r}; allowed: {OP_KINDS}")
-        if self.activation not in OP_ACTIVATIONS:
-            raise ValueError(f"op {self.name!r}: unknown activation {self.activation!r}")
-
-    @property
-    def in_bytes(self) -> int:
-        """int8 bytes of the first input activation."""
-        return math.prod(self.in_shape)
-
-    @property
-    def out_bytes(self) -> int:
-        """int8 bytes of the output activation."""
-        return math.prod(self.out_shape)
-
-    def replace(self, **changes) -> "Op":
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True)
-class OpGraph:
-    """A network as a topologically ordered tuple of ops."""
-
-    name: str
-    ops: tuple[Op, ...]
-
-    @property
-    def params(self) -> int:
-        return sum(o.params for o in self.ops)
-
-    @property
-    def macs(self) -> int:
-        return sum(o.macs for o in self.ops)
-
-    @property
-    def weight_bytes(self) -> int:
-        return sum(o.weight_bytes for o in self.ops)
-
-    @property
-    def deployed_params(self) -> int:
-        """Parameters after BN folding: weights plus one bias per output channel of ops with a bias
-        or BN (what an int8 TFLite file stores; equal to slim's trainable count, whose BN has no
-        scale)."""
-        return sum(o.weight_bytes - (3 * o.out_shape[2] if (o.bias or o.bn) else 0) for o in self.ops)
-
-    @property
-    def input_shape(self) -> Shape:
-        return self.ops[0].out_shape
-
-    @property
-    def output_shape(self) -> Shape:
-        return self.ops[-1].out_shape
-
-    def __len__(self) -> int:
-        return len(self.ops)
-
-    def __iter__(self):
-        return iter(self.ops)
-
-    def op(self, name: str) -> Op:
-        for o in self.ops:
-            if o.name == name:
-                return o
-        raise KeyError(f"no op named {name!r} in graph {self.name!r}")
-
-    def records(self) -> list[dict]:
-        """One dict per op (for ``pandas.DataFrame(graph.records())``)."""
-        rows = []
-        for o in self.ops:
-            d = dataclasses.asdict(o)
-            d["inputs"] = ",".join(o.inputs)
-            for key in ("in_shape", "out_shape"):
-                d[key] = "x".join(map(str, d[key]))
-            rows.append(d)
-        return rows
-
-    def summary(self) -> dict:
-        kinds: dict[str, int] = {}
-        for o in self.ops:
-            kinds[o.kind] = kinds.get(o.kind, 0) + 1
-        return {"name": self.name, "ops": len(self.ops), "params": self.params, "macs": self.macs,
-                "weight_bytes": self.weight_bytes, "kinds": kinds}
-
-
-# ---------------------------------------------------------------------------------------------
-# Op constructors with the counting rules (shared with graph_keras so the conventions are one).
-
-def conv_out(size: int, kernel: int, stride: int, padding: str = "same") -> int:
-    """Output size of a conv / pool along one axis."""
-    if padding == "same":
-        return -(-size // stride)
-    if padding == "valid":
-        return (size - kernel) // stride + 1
-    raise ValueError(f"unknown padding {padding!r}")
-
-
-def conv_op(name: str, inputs: tuple[str, ...], in_shape: Shape, out_channels: int, kernel: int,
-            stride: int = 1, *, groups: int = 1, bias: bool = False, bn: bool = True,
-            activation: str | None = None, padding: str = "same", out_hw: tuple[int, int] | None = None,
-            kind: str | None = None, extra_params: int = 0) -> Op:
-    """A conv (groups == 1), depthwise conv (groups == C_in == C_out) or grouped conv."""
-    h, w, cin = in_shape
-    ho, wo = out_hw or (conv_out(h, kernel, stride, padding), conv_out(w, kernel, stride, padding))
-    if cin % groups or out_channels % groups:
-        raise ValueError(f"op {name!r}: channels {cin}->{out_channels} not divisible by groups {groups}")
-    weights = kernel * kernel * (cin // groups) * out_channels
-    params = weights + (out_channels if bias else 0) + (4 * out_channels if bn else 0) + extra_params
-    kind = kind or ("dwconv" if groups == cin and groups > 1 else "conv")
-    return Op(name=name, kind=kind, inputs=inputs, in_shape=in_shape, out_shape=(ho, wo, out_channels),
-              kernel=kernel, stride=stride, groups=groups, params=params,
-              macs=ho * wo * weights, weight_bytes=weights + (4 * out_channels if (bias or bn) else 0),
-              activation=activation, bias=bias, bn=bn)
-
-
-def fc_op(name: str, inputs: tuple[str, ...], in_features: int, units: int, *, bias: bool = True,
-          bn: bool = False, activation: str | None = None) -> Op:
-    weights = in_features * units
-    params = weights + (units if bias else 0) + (4 * units if bn else 0)
-    return Op(name=name, kind="fc", inputs=inputs, in_shape=(1, 1, in_features), out_shape=(1, 1, units),
-              params=params, macs=weights, weight_bytes=weights + (4 * units if (bias or bn) else 0),
-              activation=activation, bias=bias, bn=bn)
-
-
-def elementwise_op(name: str, kind: str, inputs: tuple[str, ...], shape: Shape,
-                   activation: str | None = None, params: int = 0) -> Op:
-    return Op(name=name, kind=kind, inputs=inputs, in_shape=shape, out_shape=shape, params=params,
-              activation=activation)
-
-
-# ---------------------------------------------------------------------------------------------
-# ArchSpec -> OpGraph
-
-class _Net:
-    """Accumulates ops; tracks the current tensor (name, shape)."""
-
-    def __init__(self) -> None:
-        self.ops: list[Op] = []
-
-    def add(self, op: Op) -> Op:
-        self.ops.append(op)
-        return op
-
-
-def _se_channels(arch: ArchSpec, block_in: int, expanded: int, ratio: float) -> int:
-    if arch.se_style == "mobilenetv3":
-        return make_divisible(expanded * ratio, 8)
-    return max(1, int(block_in * ratio))
-
-
-def _se(net: _Net, arch: ArchSpec, prefix: str, x: Op, block_in: int, ratio: float, act: str) -> Op:
-    c = x.out_shape[2]
-    se_c = _se_channels(arch, block_in, c, ratio)
-    inner, gate = ("relu", "hsigmoid") if arch.se_style == "mobilenetv3" else (act, "sigmoid")
-    pool = net.add(Op(f"{prefix}_se_pool", "gap", (x.name,), x.out_shape, (1, 1, c)))
-    red = net.add(conv_op(f"{prefix}_se_reduce", (pool.name,), (1, 1, c), se_c, 1, bias=True, bn=False,
-                          activation=inner))
-    exp = net.add(conv_op(f"{prefix}_se_expand", (red.name,), (1, 1, se_c), c, 1, bias=True, bn=False,
-                          activation=gate))
-    return net.add(Op(f"{prefix}_se_mul", "mul", (x.name, exp.name), x.out_shape, x.out_shape))
-
-
-def _block(net: _Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
-    """Append the ops of one repeat of block ``b``; returns the output op."""
-    act = b.activation or arch.activation
-    cin = x.out_shape[2]
-    k = b.kernel
-    inp = x
-    if b.type == "conv":
-        return net.add(conv_op(f"{prefix}_conv", (x.name,), x.out_shape, b.out_channels, k, stride,
-                               activation=act))
-    if b.type == "bottleneck":
-        width = make_divisible(b.out_channels / b.expand_ratio, 8)
-        y = net.add(conv_op(f"{prefix}_conv1", (x.name,), x.out_shape, width, 1, stride, activation=act))
-        y = net.add(conv_op(f"{prefix}_conv2", (y.name,), y.out_shape, width, k, 1, activation=act))
-        y = net.add(conv_op(f"{prefix}_conv3", (y.name,), y.out_shape, b.out_channels, 1, 1))
-        short = x
-        if stride != 1 or cin != b.out_channels or not b.skip:
-            short = net.add(conv_op(f"{prefix}_shortcut", (x.name,), x.out_shape, b.out_channels, 1,
-                                    stride))
-        return net.add(elementwise_op(f"{prefix}_add", "add", (short.name, y.name), y.out_shape,
-                                      activation=act))
-    if b.type == "fused" and b.expand_ratio == 1:  # EfficientNetV2 rule: one k x k conv to c
-        x = net.add(conv_op(f"{prefix}_fused_conv", (x.name,), x.out_shape, b.out_channels, k, stride,
-                            activation=act))
-        if b.se_ratio:
-            x = _se(net, arch, prefix, x, cin, b.se_ratio, act)
-        if b.skip and stride == 1 and cin == b.out_channels:
-            x = net.add(elementwise_op(f"{prefix}_add", "add", (inp.name, x.name), x.out_shape))
-        return x
-    if b.type == "fused":
-        mid = make_divisible(cin * b.expand_ratio, 8)
-        x = net.add(conv_op(f"{prefix}_fused_conv", (x.name,), x.out_shape, mid, k, stride,
-                            activation=act))
-    else:  # ds, ibn
-        if b.type == "ibn" and b.expand_ratio != 1:
-            mid = make_divisible(cin * b.expand_ratio, 8)
-            x = net.add(conv_op(f"{prefix}_expand_conv", (x.name,), x.out_shape, mid, 1,
-                                activation=act))
-        c = x.out_shape[2]
-        x = net.add(conv_op(f"{prefix}_dwconv", (x.name,), x.out_shape, c, k, stride, groups=c,
-                            activation=act))
-    if b.se_ratio:
-        x = _se(net, arch, prefix, x, cin, b.se_ratio, act)
-    x = net.add(conv_op(f"{prefix}_project_conv", (x.name,), x.out_shape, b.out_channels, 1))
-    if b.skip and stride == 1 and cin == b.out_channels:
-        x = net.add(elementwise_op(f"{prefix}_add", "add", (inp.name, x.name), x.out_shape))
-    return x
+from accelnas.space.arch import ArchSpec
+from accelnas.space.blocks import emit_block
+from accelnas.space.ops import (ACT_TO_TFLITE, COMPUTE_KINDS, KIND_TO_TFLITE, OP_ACTIVATIONS,  # noqa: F401
+                                OP_KINDS, Net, Op, OpGraph, Shape, conv_op, conv_out, elementwise_op,
+                                fc_op, tflite_ops)
 
 
 def from_arch(arch: ArchSpec, resolution: int | None = None, num_classes: int | None = None) -> OpGraph:
@@ -308,7 +23,7 @@ def from_arch(arch: ArchSpec, resolution: int | None = None, num_classes: int | 
     """
     res = resolution or arch.resolution
     ncls = num_classes or arch.num_classes
-    net = _Net()
+    net = Net()
     x = net.add(Op("input", "input", (), (res, res, 3), (res, res, 3)))
     x = net.add(conv_op("stem_conv", (x.name,), x.out_shape, arch.stem.out_channels, arch.stem.kernel,
                         arch.stem.stride, activation=arch.stem.activation or arch.activation))
@@ -318,7 +33,7 @@ def from_arch(arch: ArchSpec, resolution: int | None = None, num_classes: int | 
                        (conv_out(h, 3, 2), conv_out(w, 3, 2), c), kernel=3, stride=2))
     for si, b in enumerate(arch.blocks, start=1):
         for r in range(b.repeats):
-            x = _block(net, arch, b, f"stage{si}_block{r + 1}", x, b.stride if r == 0 else 1)
+            x = emit_block(net, arch, b, f"stage{si}_block{r + 1}", x, b.stride if r == 0 else 1)
     act = arch.activation
     if arch.head_channels:
         x = net.add(conv_op("head_conv", (x.name,), x.out_shape, arch.head_channels, 1, activation=act))

@@ -30,6 +30,7 @@ squeeze-excite); they are removed from the choices and recorded in `SearchSpace.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -37,18 +38,10 @@ from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 
+from accelnas.space import blocks as registry
 from accelnas.space.arch import ArchSpec, BlockSpec, make_divisible
+from accelnas.space.blocks import DECISIONS
 from accelnas.space.graph import ACT_TO_TFLITE
-
-DECISIONS = ("block", "kernel", "expand_ratio", "channels", "repeats", "se_ratio", "activation")
-"""Per-stage decisions, in the order they are drawn and registered."""
-
-# Decisions that change the network, per block type; the others are ignored (normalised away).
-_USES = {
-    "ibn": frozenset(DECISIONS),
-    "fused": frozenset(DECISIONS),
-    "conv": frozenset(DECISIONS) - {"expand_ratio", "se_ratio"},
-}
 
 _FORMAT = "accelnas.space.search_space/1"
 _FLOATS = ("width_mults", "se_ratios")
@@ -63,6 +56,20 @@ class Stage:
     repeats: int
 
 
+EDGETPU_S_STAGES = (Stage(1, 24, 1), Stage(2, 32, 2), Stage(2, 48, 4), Stage(2, 96, 5), Stage(1, 144, 4),
+                    Stage(2, 192, 2))
+"""The EfficientNet-EdgeTPU-S skeleton (stride, base output channels, base repeats per stage;
+Gupta & Akin 2020 / tensorflow/models official/projects/edgetpu/vision): the default stages."""
+
+
+def default_section() -> dict:
+    """The default space as a ``search_space`` params section (the EdgeTPU-S skeleton and the
+    `SearchSpace` field defaults: what params/default.yaml spells out)."""
+    out = {f.name: (list(f.default) if isinstance(f.default, tuple) else f.default)
+           for f in dataclasses.fields(SearchSpace) if f.name not in ("stages", "excluded")}
+    return {**out, "stages": [dataclasses.asdict(s) for s in EDGETPU_S_STAGES]}
+
+
 class Exclusion(NamedTuple):
     """A choice removed for an accelerator: e.g. ``("activations", "swish", "coral", "...")``."""
 
@@ -70,11 +77,6 @@ class Exclusion(NamedTuple):
     value: Any
     accelerator: str
     reason: str
-
-
-def _num(x: float) -> int | float:
-    """4.0 -> 4 (keras-tuner wants one type per Choice; ints read better)."""
-    return int(x) if float(x).is_integer() else float(x)
 
 
 def _uniform(values: Iterable) -> tuple:
@@ -133,9 +135,10 @@ class SearchSpace:
             if len(set(values)) != len(values):
                 raise ValueError(f"search space: {name} has repeated values {list(values)}")
             set_(name, values)
-        bad = [b for b in self.block_types if b not in _USES]
+        bad = [b for b in self.block_types if b not in registry.searchable()]
         if bad:
-            raise ValueError(f"search space: unknown block types {bad}; allowed: {', '.join(_USES)}")
+            raise ValueError(f"search space: unknown block types {bad}; allowed: "
+                             f"{', '.join(registry.searchable())}")
         if not self.stages:
             raise ValueError("search space: needs at least one stage")
         set_("excluded", tuple(Exclusion(*e) for e in self.excluded))
@@ -220,7 +223,7 @@ class SearchSpace:
         total = 1
         for i in range(1, len(self.stages) + 1):
             c = self.stage_choices(i)
-            per_type = sum(math.prod(len(c[d]) for d in _USES[b] if d != "block")
+            per_type = sum(math.prod(len(c[d]) for d in registry.get(b).uses if d != "block")
                            for b in self.block_types)
             total *= per_type
         return total
@@ -266,7 +269,7 @@ class SearchSpace:
                     raise ValueError(f"{key}: {given!r} is not a choice of this space; "
                                      f"allowed: {list(allowed)}")
                 v[d] = match[0]
-            uses = _USES[v["block"]]
+            uses = registry.get(v["block"]).uses
             blocks.append(BlockSpec(
                 type=v["block"], out_channels=v["channels"], repeats=v["repeats"], kernel=v["kernel"],
                 stride=st.stride,

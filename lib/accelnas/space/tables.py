@@ -5,7 +5,8 @@ from collections import Counter
 
 import pandas as pd
 
-from accelnas.space.arch import BLOCK_DOCS, ArchSpec
+from accelnas.space import blocks
+from accelnas.space.arch import ArchSpec
 from accelnas.space.graph import from_arch
 
 
@@ -20,7 +21,7 @@ def arch_row(arch: ArchSpec) -> dict:
         "params": g.params, "deployed_params": g.deployed_params, "macs": g.macs,
         "weight_bytes": g.weight_bytes,
         "peak_activation_bytes": max(o.out_bytes for o in g.ops),
-        **{f"n_{t}": types.get(t, 0) for t in ("conv", "ds", "ibn", "fused", "bottleneck")},
+        **{f"n_{t}": types.get(t, 0) for t in blocks.names()},
     }
 
 
@@ -44,4 +45,5 @@ def stages_frame(arch: ArchSpec) -> pd.DataFrame:
 
 
 def vocabulary_frame() -> pd.DataFrame:
-    return pd.DataFrame([{"type": t, "structure": d} for t, d in BLOCK_DOCS.items()])
+    return pd.DataFrame([{"type": t.name, "structure": t.doc, "searchable": t.searchable}
+                         for t in blocks.REGISTRY.values()])

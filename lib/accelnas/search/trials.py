@@ -1,0 +1,138 @@
+"""The trials of a search, read back from disk and analysed (pandas; no TensorFlow).
+
+`trials_frame` reads every project under ``run_dir/search`` (keras-tuner's ``trial_*/trial.json``
+plus our ``result.json``); `best_archs` / `best_arch` pick the winners; `rescore` asks which
+architectures each accelerator would have preferred; `composition` / `composition_summary` give
+the block composition of the top trials (shares per registered block type).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from accelnas.search.reward import mnas_reward
+from accelnas.space import blocks
+from accelnas.space.arch import ArchSpec, decode_arch
+
+RESULT_FILE = "result.json"
+
+
+def read_result(trial_dir: Path) -> dict | None:
+    f = Path(trial_dir) / RESULT_FILE
+    return json.loads(f.read_text()) if f.exists() else None
+
+
+def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per trial of every project under ``search_dir`` (``run_dir/search``): controller,
+    trial_id, status (completed / failed / running), reason, arch, accuracy, latency_ms_<acc>,
+    reward, wall_s, finished (completion rank within its project), best_reward_so_far."""
+    rows = []
+    for project in sorted(Path(search_dir).glob("*")):
+        oracle_file = project / "oracle.json"
+        if not oracle_file.exists():
+            continue
+        end_order = json.loads(oracle_file.read_text()).get("end_order", [])
+        rank = {tid: i for i, tid in enumerate(end_order)}
+        for tdir in sorted(project.glob("trial_*")):
+            tj = tdir / "trial.json"
+            if not tj.exists():
+                continue
+            t = json.loads(tj.read_text())
+            rec = read_result(tdir) or {}
+            status = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(
+                t.get("status"), "running")
+            row = {"controller": project.name, "trial_id": t["trial_id"], "status": status,
+                   "reason": rec.get("reason") or (_first_error(t.get("message")) if status == "failed" else None),
+                   "arch": rec.get("arch"), "accuracy": rec.get("accuracy"), "reward": rec.get("reward"),
+                   "wall_s": rec.get("wall_s"), "tuner_id": rec.get("tuner_id"),
+                   "finished": rank.get(t["trial_id"])}
+            for n, v in (rec.get("latency_ms") or {}).items():
+                row[f"latency_ms_{n}"] = v
+            for k, v in (rec.get("train") or {}).items():
+                row[k] = v
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=["controller", "trial_id", "status", "reason", "arch", "accuracy",
+                                     "reward", "wall_s", "finished"])
+    df = pd.DataFrame(rows).sort_values(["controller", "finished", "trial_id"], na_position="last")
+    for col in ("accuracy", "reward", "wall_s", "finished"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    bsf = df["reward"].where(df.status == "completed").groupby(df["controller"]).cummax()
+    df["best_reward_so_far"] = bsf.groupby(df["controller"]).ffill()  # failed rows carry the best on
+    return df.reset_index(drop=True)
+
+
+def _first_error(message: str | None) -> str | None:
+    if not message:
+        return None
+    lines = [ln for ln in message.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else None
+
+
+def best_archs(frame: pd.DataFrame, n: int = 5, by: str = "reward") -> pd.DataFrame:
+    """The ``n`` best completed trials by ``by`` (all controllers), best first."""
+    done = frame[frame.status == "completed"]
+    return done.sort_values(by, ascending=False).head(n).reset_index(drop=True)
+
+
+def best_arch(frame: pd.DataFrame, by: str = "reward") -> ArchSpec:
+    """The `ArchSpec` of the best completed trial.
+
+    Raises:
+        ValueError: no trial completed (the message lists the failure reasons).
+    """
+    top = best_archs(frame, 1, by)
+    if top.empty:
+        reasons = frame["reason"].dropna().value_counts().head(5).to_dict() if len(frame) else {}
+        raise ValueError(f"no completed trial to pick from ({len(frame)} trials; failures: {reasons}); "
+                         "see trials.parquet / the trial folders under search/")
+    return decode_arch(top.arch.iloc[0])
+
+
+def rescore(frame: pd.DataFrame, params: Mapping) -> pd.DataFrame:
+    """``frame`` plus ``reward_<acc>``: each completed trial's reward with that accelerator alone
+    as the target (same accuracy, its latency and ``search.target_latency_ms``), to ask which
+    architectures each accelerator would have preferred."""
+    out = frame.copy()
+    s = params["search"]
+    for name, target in s["target_latency_ms"].items():
+        col = f"latency_ms_{name}"
+        if col not in out:
+            continue
+        ok = (out.status == "completed") & out[col].notna() & out.accuracy.notna()
+        out[f"reward_{name}"] = np.nan
+        out.loc[ok, f"reward_{name}"] = mnas_reward(out.loc[ok, "accuracy"].to_numpy(),
+                                                    out.loc[ok, col].to_numpy(), target,
+                                                    s["alpha"], s["beta"])
+    return out
+
+
+def composition(frame: pd.DataFrame, by: str = "reward", top: int = 5) -> pd.DataFrame:
+    """Per stage, the blocks of the ``top`` completed trials by ``by``: one row per (trial, stage)
+    with block type, kernel, expand_ratio, channels, repeats, activation (the architectures'
+    composition, for "which blocks does each accelerator prefer where")."""
+    rows = []
+    for rank, r in enumerate(best_archs(frame, top, by).itertuples(), start=1):
+        arch = decode_arch(r.arch)
+        for i, b in enumerate(arch.blocks, start=1):
+            rows.append({"rank": rank, "trial_id": r.trial_id, "controller": r.controller, "stage": i,
+                         "block": b.type, "kernel": b.kernel, "expand_ratio": b.expand_ratio,
+                         "channels": b.out_channels, "repeats": b.repeats,
+                         "activation": b.activation or arch.activation})
+    return pd.DataFrame(rows)
+
+
+def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
+    """`composition` rows (with an ``accelerator`` column) summarised per (accelerator, stage):
+    share of each block type, mean kernel, expansion, channels and repeats."""
+    if comp.empty:
+        return pd.DataFrame()
+    shares = pd.crosstab([comp.accelerator, comp.stage], comp.block, normalize="index")
+    shares = shares.reindex(columns=sorted(set(shares.columns) | set(blocks.searchable())), fill_value=0.0)
+    means = comp.groupby(["accelerator", "stage"])[["kernel", "expand_ratio", "channels", "repeats"]].mean()
+    return shares.join(means).round(2)
