@@ -17,7 +17,7 @@ coefficients fitted to the simulator on N other sampled architectures (``*_fitte
 block strings).
 
 Fidelity against the published latencies of the calibration table
-(`accelnas.latency.calibrate.validation_frame`, every row; the keras: rows build Keras models,
+(`accelnas.latency.fidelity.validation_frame`, every row; the keras: rows build Keras models,
 ~5 s): MAPE of sim and APM, per-row errors, and the roofline baseline ``a * MACs + b * max(0,
 weight bytes - 8 MB) + c`` fitted to the coral rows (3 constants on 5 rows, in-sample and
 leave-one-out MAPE) for comparison with the simulator. These are in-sample for the simulator's

@@ -128,7 +128,7 @@ def test_breakdown_sums_to_the_total(accs, name):
 
 @pytest.fixture(scope="module")
 def validation():
-    from accelnas.latency.calibrate import validation_frame
+    from accelnas.latency.fidelity import validation_frame
 
     return validation_frame()
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from accelnas.space.arch import ArchSpec
-from accelnas.space.graph import OpGraph, from_arch
+from accelnas.space.graph import OpGraph
 from accelnas.latency.accelerator import Accelerator, load_accelerator
-from accelnas.latency.sim import Machine, simulate
+from accelnas.latency.calibrate import apm_for
+from accelnas.latency.models import resolve, to_graph
+from accelnas.latency.sim import Machine, machine, simulate  # noqa: F401  (re-exported)
 
 METHODS = ("sim", "apm", "measure")
 
@@ -53,90 +55,12 @@ class LatencyReport:
         return pd.DataFrame(self.ops)
 
 
+__all__ = ["estimate", "LatencyReport", "METHODS", "as_accelerator", "apm_for", "machine",
+           "resolve", "to_graph", "int8_tflite"]
+
+
 def as_accelerator(accelerator: Accelerator | str | Path) -> Accelerator:
     return accelerator if isinstance(accelerator, Accelerator) else load_accelerator(accelerator)
-
-
-_MACHINES: dict = {}
-_APMS: dict = {}
-
-
-def machine(acc: Accelerator) -> Machine:
-    key = acc
-    if key not in _MACHINES:
-        _MACHINES[key] = Machine.from_accelerator(acc)
-    return _MACHINES[key]
-
-
-def apm_for(acc: Accelerator):
-    """The (process-wide, cached) calibrated APM of an accelerator.
-
-    Its coefficients come from ``lib/accelnas/resources/apm_coef.json`` (fitted to the simulator by
-    ``python -m accelnas.latency.calibrate --apm``) when they were fitted with the accelerator's
-    current constants; otherwise they are fitted now, deterministically, on a fixed seeded set of
-    architectures (`accelnas.latency.calibrate.fit_apm_coefficients`, about a second) and cached.
-    ``apm_for(acc).calibration`` says which.
-    """
-    from accelnas.latency.apm import APM
-    from accelnas.latency.calibrate import apm_coefficients
-
-    if acc not in _APMS:
-        coef, origin = apm_coefficients(acc)
-        apm = APM(machine(acc), coef)
-        apm.calibration = origin
-        _APMS[acc] = apm
-    return _APMS[acc]
-
-
-def resolve(model, resolution: int | None = None):
-    """(label, ArchSpec | OpGraph | keras.Model | Path) for any accepted model reference."""
-    if isinstance(model, (ArchSpec, OpGraph)):
-        if isinstance(model, ArchSpec) and resolution:
-            model = model.replace(resolution=int(resolution))
-        return model.name, model
-    if isinstance(model, (str, Path)):
-        text = str(model)
-        if text.startswith("keras:"):
-            import keras
-
-            app = text.split(":", 1)[1]
-            ctor = getattr(keras.applications, app, None)
-            if ctor is None or not callable(ctor):
-                raise ValueError(f"unknown keras application {app!r}; e.g. keras:ResNet50, keras:MobileNetV2, "
-                                 "keras:DenseNet121 (any class in keras.applications)")
-            kw = {"input_shape": (resolution, resolution, 3)} if resolution else {}
-            return text, ctor(weights=None, classes=1000, **kw)
-        path = Path(text)
-        if path.suffix in (".keras", ".tflite"):
-            if not path.exists():
-                raise FileNotFoundError(f"model file {path} does not exist")
-            if path.suffix == ".keras":
-                from accelnas.latency.tflite import load_model
-
-                return path.name, load_model(path)
-            return path.name, path
-        from accelnas.space import zoo
-
-        if text not in zoo.names():
-            raise ValueError(f"unknown model {text!r}: give a zoo name ({', '.join(zoo.names())}), "
-                             "keras:<ApplicationName> (e.g. keras:ResNet50) or a .keras/.tflite path")
-        return text, zoo.get(text, resolution=resolution)
-    if hasattr(model, "count_params") and hasattr(model, "layers"):
-        return model.name, model
-    raise TypeError(f"cannot estimate the latency of a {type(model).__name__}; pass an ArchSpec, an "
-                    "OpGraph, a Keras model, a zoo name, keras:<Application> or a .keras/.tflite path")
-
-
-def to_graph(obj) -> OpGraph:
-    if isinstance(obj, OpGraph):
-        return obj
-    if isinstance(obj, ArchSpec):
-        return from_arch(obj)
-    if isinstance(obj, Path):
-        raise ValueError(f"{obj.name}: a .tflite file can only be measured (--method measure)")
-    from accelnas.space.graph_keras import from_keras
-
-    return from_keras(obj)
 
 
 def estimate(model, accelerator: Accelerator | str | Path = "coral", method: str = "sim", *,

@@ -7,7 +7,7 @@ Two tables of real measurements live in ``lib/accelnas/resources/`` (columns mod
 * ``heldout.csv``: further published measurements that no constant is fitted to, for judging how
   the models generalize (``benchmarks/generalization_bench.py``).
 
-* `validation_frame` predicts rows with the simulator and the APM.
+* `accelnas.latency.fidelity.validation_frame` predicts rows with the simulator and the APM.
 * `fit_constants` re-fits the simulator's unpublished micro-architecture constants ([U] in the
   hardware YAMLs) within physical bounds, minimising squared log error over the calibration rows:
   shared by both accelerators (same Edge TPU architecture): MAC efficiency, per-op overhead,
@@ -32,6 +32,8 @@ from pathlib import Path
 
 from accelnas.space.graph import OpGraph
 from accelnas.latency.accelerator import load_accelerator
+from accelnas.latency.models import resolve, to_graph
+from accelnas.latency.sim import machine
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
 CALIBRATION_CSV = RESOURCES / "calibration.csv"
@@ -66,31 +68,8 @@ def heldout_rows(path: str | Path = HELDOUT_CSV) -> list[dict]:
 @lru_cache(maxsize=None)
 def row_graph(builder: str, resolution: int) -> OpGraph:
     """The op graph of a table row's model (keras: rows build a Keras model once)."""
-    from accelnas.latency import resolve, to_graph
-
     ref = builder[4:] if builder.startswith("zoo:") else builder
     return to_graph(resolve(ref, resolution)[1])
-
-
-def validation_frame(accelerators=("coral", "pixel4"), rows=None):
-    """Published vs predicted (sim and APM) for every row of the given accelerators (default: the
-    calibration table)."""
-    import pandas as pd
-
-    from accelnas.latency import estimate
-
-    out = []
-    for r in rows or calibration_rows():
-        if r["hardware"] not in accelerators:
-            continue
-        g = row_graph(r["builder"], r["resolution"])
-        row = {k: r[k] for k in ("model", "builder", "resolution", "hardware", "latency_ms", "source")}
-        for method in ("sim", "apm"):
-            est = estimate(g, r["hardware"], method)
-            row[f"{method}_ms"] = est.latency_ms
-            row[f"{method}_error"] = est.latency_ms / r["latency_ms"] - 1
-        out.append(row)
-    return pd.DataFrame(out)
 
 
 def fit_constants(rows=None) -> dict:
@@ -183,7 +162,6 @@ def fit_apm_coefficients(acc) -> dict:
     from scipy.stats import kendalltau
 
     from accelnas.space.graph import from_arch
-    from accelnas.latency import machine
     from accelnas.latency.apm import APM
     from accelnas.latency.sim import simulate
 
@@ -209,7 +187,6 @@ def stored_apm_coefficients(path: str | Path = APM_COEF_JSON) -> dict:
 def apm_coefficients(acc) -> tuple[tuple[float, float, float, float], str]:
     """(coefficients, where from) for the APM of ``acc``: the stored fit when its fingerprint
     matches the accelerator's constants, else a fit now (deterministic, `fit_apm_coefficients`)."""
-    from accelnas.latency import machine
 
     rec = stored_apm_coefficients().get(acc.name)
     if rec and rec.get("fingerprint") == machine_fingerprint(machine(acc)):
@@ -230,6 +207,28 @@ def write_apm_coefficients(names=("coral", "pixel4"), path: str | Path = APM_COE
     return out
 
 
+_APMS: dict = {}
+
+
+def apm_for(acc):
+    """The (process-wide, cached) calibrated APM of an accelerator.
+
+    Its coefficients come from ``lib/accelnas/resources/apm_coef.json`` (fitted to the simulator by
+    ``python -m accelnas.latency.calibrate --apm``) when they were fitted with the accelerator's
+    current constants; otherwise they are fitted now, deterministically, on a fixed seeded set of
+    architectures (`accelnas.latency.calibrate.fit_apm_coefficients`, about a second) and cached.
+    ``apm_for(acc).calibration`` says which.
+    """
+    from accelnas.latency.apm import APM
+
+    if acc not in _APMS:
+        coef, origin = apm_coefficients(acc)
+        apm = APM(machine(acc), coef)
+        apm.calibration = origin
+        _APMS[acc] = apm
+    return _APMS[acc]
+
+
 if __name__ == "__main__":  # python -m accelnas.latency.calibrate [--apm]
     import sys
 
@@ -238,4 +237,4 @@ if __name__ == "__main__":  # python -m accelnas.latency.calibrate [--apm]
         print("wrote", APM_COEF_JSON)
     else:
         print(json.dumps(fit_constants(), indent=1))
-        print(validation_frame().round(3).to_string())
+        print("errors per row: python benchmarks/generalization_bench.py")

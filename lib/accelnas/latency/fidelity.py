@@ -29,7 +29,8 @@ import pandas as pd
 from accelnas.space.arch import ArchSpec
 from accelnas.space.graph import OpGraph, from_arch
 from accelnas.latency.accelerator import Accelerator
-from accelnas.latency import apm_for, as_accelerator, machine
+from accelnas.latency import apm_for, as_accelerator, estimate, machine
+from accelnas.latency.calibrate import calibration_rows, row_graph
 from accelnas.latency.apm import APM
 from accelnas.latency.sim import simulate
 
@@ -142,13 +143,32 @@ def estimator_speed(archs: Sequence[ArchSpec], acc: Accelerator | str) -> dict:
 # ---------------------------------------------------------------------------------------------
 # calibration table
 
+def validation_frame(accelerators=("coral", "pixel4"), rows=None):
+    """Published vs predicted (sim and APM) for every row of the given accelerators (default: the
+    calibration table)."""
+    import pandas as pd
+
+    out = []
+    for r in rows or calibration_rows():
+        if r["hardware"] not in accelerators:
+            continue
+        g = row_graph(r["builder"], r["resolution"])
+        row = {k: r[k] for k in ("model", "builder", "resolution", "hardware", "latency_ms", "source")}
+        for method in ("sim", "apm"):
+            est = estimate(g, r["hardware"], method)
+            row[f"{method}_ms"] = est.latency_ms
+            row[f"{method}_error"] = est.latency_ms / r["latency_ms"] - 1
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def calibration_frame(accelerators: Iterable[str] = ("coral", "pixel4"), rows=None) -> pd.DataFrame:
     """`calibrate.validation_frame` plus each row's MACs, parameters and int8 weight bytes.
 
     Columns: model, builder, resolution, hardware, latency_ms (published), source, sim_ms,
     sim_error, apm_ms, apm_error, macs, params, weight_bytes.
     """
-    from accelnas.latency.calibrate import calibration_rows, row_graph, validation_frame
+    from accelnas.latency.calibrate import calibration_rows, row_graph
 
     rows = rows or calibration_rows()
     df = validation_frame(tuple(accelerators), rows)

@@ -332,3 +332,13 @@ def simulate(graph: OpGraph, m: Machine) -> SimResult:
         breakdown_ms={"invoke": m.invoke_overhead_s * 1e3, "io": io_s * 1e3,
                       "compute": t_compute * 1e3, "per_op": t_overhead * 1e3,
                       "streaming": t_stream_extra * 1e3, "cpu": cpu_s * 1e3})
+
+
+_MACHINES: dict = {}
+
+
+def machine(acc) -> Machine:
+    """The (process-wide, cached) `Machine` of an `accelnas.latency.accelerator.Accelerator`."""
+    if acc not in _MACHINES:
+        _MACHINES[acc] = Machine.from_accelerator(acc)
+    return _MACHINES[acc]
