@@ -260,3 +260,21 @@ def test_scale_to_targets_with_the_coral_apm():
     assert rows[0]["latency_ms"] < rows[1]["latency_ms"]
     for row in rows:
         assert 0.8 * row["target_ms"] <= row["latency_ms"] <= row["target_ms"]
+
+
+def test_choose_coefficients_scores_with_the_reward_and_falls_back():
+    from accelnas.scaling.compound import choose_coefficients
+    from accelnas.search.reward import mnas_reward
+
+    cands = [(1.2, 1.1, 1.15), (1.6, 1.05, 1.05), (1.15, 1.3, 1.0)]
+    # the second is most accurate but far over the target: the hard exponent makes it lose
+    chosen, scores, note = choose_coefficients(cands, [0.50, 0.60, float("nan")], [10.0, 40.0, 9.0],
+                                               10.0, alpha=0.0, beta=-1.0)
+    assert chosen == cands[0] and np.isnan(scores[2])
+    assert scores[1] == pytest.approx(mnas_reward(0.60, 40.0, 10.0, 0.0, -1.0))
+    assert scores[1] < scores[0]
+    assert "best score" in note
+    chosen, scores, note = choose_coefficients(cands, [None, float("nan"), None], [1, 2, 3], 1.0)
+    assert chosen == EFFICIENTNET_COEFFS and all(np.isnan(scores)) and "EfficientNet" in note
+    with pytest.raises(ValueError, match="one entry per candidate"):
+        choose_coefficients(cands, [0.5], [1.0], 1.0)

@@ -254,3 +254,26 @@ def test_best_so_far_carries_over_failed_trials(smoke, tmp_path):
     df = search(smoke, tmp_path, controller="random", trials=4, train_fn=every_other_fails)
     assert df.best_reward_so_far.notna().all()
     assert df.best_reward_so_far.iloc[1] == df.reward.iloc[0]
+
+
+def test_best_archs_record_and_base_arch():
+    from accelnas.search.trials import base_arch, best_archs_record
+    from accelnas.space import zoo
+
+    a, b = zoo.get("mobilenet_v2"), zoo.get("mobilenet_edgetpu")
+    frame = pd.DataFrame({"controller": "evolution", "trial_id": ["0", "1", "2"],
+                          "status": ["completed", "completed", "failed"], "accuracy": [0.3, 0.2, None],
+                          "latency_ms_coral": [2.0, 1.0, None], "reward": [0.29, 0.21, None],
+                          "reward_coral": [0.29, 0.21, None], "arch": [a.encode(), b.encode(), None]})
+    rec = best_archs_record(frame, ["coral", "pixel4"], top=5)
+    assert set(rec) == {"by_reward", "by_reward_coral"}
+    assert [r["trial_id"] for r in rec["by_reward"]] == ["0", "1"]
+    assert list(rec["by_reward"][0]) == ["controller", "trial_id", "accuracy", "latency_ms_coral", "reward", "arch"]
+    assert base_arch(rec).encode() == a.replace(name="searched").encode()
+    assert base_arch(None, "mobilenet_v2", resolution=96).resolution == 96
+    with pytest.raises(FileNotFoundError, match="notebook 03"):
+        base_arch(None)
+    with pytest.raises(ValueError, match="no completed trial"):
+        base_arch({"by_reward": []})
+    with pytest.raises(ValueError, match="neither a zoo name"):
+        base_arch(None, "not-an-arch")

@@ -64,7 +64,7 @@ SCHEMA: dict = {
                                        "channels": Key(int, REQUIRED, "base output channels", min=1),
                                        "repeats": Key(int, REQUIRED, "base number of blocks", min=1)}),
         "block_types": Key(list, ["ibn", "fused", "conv"], "block type choices per stage",
-                           item=Key(str, choices=blocks.searchable()), min_len=1, unique=True),
+                           item=Key(str, choices=blocks.searchable), min_len=1, unique=True),
         "kernels": Key(list, [3, 5], "depthwise / fused kernel size choices",
                        item=Key(int, choices=(1, 3, 5, 7)), min_len=1, unique=True),
         "expand_ratios": Key(list, [4, 6, 8], "expansion ratio choices of ibn / fused blocks",

@@ -16,7 +16,7 @@ import math
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -52,7 +52,8 @@ class Key:
             ``dict`` (a mapping with free string keys).
         default: filled in when the key is absent (validated like a given value); `REQUIRED`: none.
         doc: one line, with units.
-        choices: allowed values (scalars, or the items of a list).
+        choices: allowed values (scalars, or the items of a list); or a function returning them
+            (read at validation time, e.g. the block types registered now).
         min, max: inclusive bounds; gt: exclusive lower bound (numbers, or list/dict items).
         pattern: regular expression a string must match in full; hint: its human wording.
         item: spec of list items / mapping values: a `Key`, or a section (dict of Keys).
@@ -63,7 +64,10 @@ class Key:
     type: type
     default: Any = REQUIRED
     doc: str = ""
-    choices: tuple | None = None
+    choices: tuple | Callable[[], tuple] | None = None
+
+    def allowed(self) -> tuple | None:
+        return self.choices() if callable(self.choices) else self.choices
     min: float | None = None
     max: float | None = None
     gt: float | None = None
@@ -100,7 +104,7 @@ def describe(spec: Any) -> str:
         what = "items" if spec.type is list else "values"
         return f"{word} of {size}{'distinct ' if spec.unique else ''}{what}: {inner}"
     if spec.choices is not None:
-        return "one of " + ", ".join(str(c) for c in spec.choices)
+        return "one of " + ", ".join(str(c) for c in spec.allowed())
     if spec.hint:
         return spec.hint
     if spec.pattern:
@@ -201,8 +205,8 @@ def validate(data: Any, spec: Any, source: str = "<dict>", key: str = "") -> Any
     bad = None
     if spec.type is float and not math.isfinite(value):
         bad = "not a finite number"
-    elif spec.choices is not None and value not in spec.choices:
-        bad = _suggest(value, spec.choices).rstrip() if isinstance(value, str) else ""
+    elif spec.choices is not None and value not in spec.allowed():
+        bad = _suggest(value, spec.allowed()).rstrip() if isinstance(value, str) else ""
     elif spec.pattern is not None and not re.fullmatch(spec.pattern, value):
         bad = ""
     elif ((spec.gt is not None and not value > spec.gt) or (spec.min is not None and value < spec.min)
@@ -264,7 +268,7 @@ def frozen(data: Any, spec: Any, name: str = "Params") -> Any:
         return cls(**{k: frozen(data[k], sub, k) for k, sub in spec.items()})
     if spec.type is list:
         item = spec.item if spec.item is not None else Key(object)
-        return tuple(frozen(v, item, name) if isinstance(item, dict) or item.type in (list, dict) else v
+        return tuple(frozen(v, item, name.rstrip("s")) if isinstance(item, dict) or item.type in (list, dict) else v
                      for v in data)
     if spec.type is dict:
         item = spec.item

@@ -58,7 +58,7 @@ HARDWARE_SCHEMA: dict = {
         "activations": Key(list, [], "activations removed from the search space",
                            item=Key(str, choices=ACTIVATIONS), unique=True),
         "block_types": Key(list, [], "block types removed from the search space",
-                           item=Key(str, choices=blocks.searchable()), unique=True),
+                           item=Key(str, choices=blocks.searchable), unique=True),
         "kernels": Key(list, [], "kernel sizes removed from the search space", item=Key(int, min=1),
                        unique=True),
         "squeeze_excite": Key(bool, False, "remove squeeze-and-excitation (every se_ratio > 0)"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -427,3 +427,24 @@ def plot_roofline(ax, frame: pd.DataFrame, acc: Accelerator | str, title: str = 
     if title:
         ax.set_title(title)
     return ax
+
+
+def latency_model_records(validation: pd.DataFrame, avs: pd.DataFrame, fidelity: pd.DataFrame,
+                          fitted: Mapping[str, APM], accelerators: Iterable[Accelerator],
+                          seed: int) -> dict[str, dict]:
+    """``{accelerator name: what latency_models/apm_<name>.json holds}`` (`apm_model_dict`) for
+    the APMs `apm_vs_sim` fitted, with their fit statistics: the number of architectures fitted,
+    the held-out statistics of the calibrated and the fitted APM against the simulator (columns
+    ``(name, "calibrated")`` / ``(name, "fitted")`` of ``fidelity``, rows of `error_stats`) and the
+    fitted APM's mean absolute error on the published rows of ``validation`` (`with_fitted_apm`)."""
+    out = {}
+    for acc in accelerators:
+        rows = validation[validation.hardware == acc.name]
+        fit_info = {"target": "simulator", "seed": int(seed),
+                    "n_fit": int((avs[avs.hardware == acc.name].split == "fit").sum()),
+                    "eval_calibrated": fidelity[(acc.name, "calibrated")].to_dict(),
+                    "eval_fitted": fidelity[(acc.name, "fitted")].to_dict(),
+                    "published_mape_fitted": (float(rows.apm_fit_error.abs().mean())
+                                              if len(rows) else None)}
+        out[acc.name] = apm_model_dict(fitted[acc.name], acc, fit_info)
+    return out

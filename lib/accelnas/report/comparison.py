@@ -20,13 +20,13 @@ from accelnas.space.arch import ArchSpec, decode_arch
 MODEL_KINDS = ("searched", "scaled", "baseline")
 
 
-def report_models(run_dir: str | os.PathLike, baselines: Sequence[str], *, resolution: int,
-                  num_classes: int, base: str | None = None) -> list[tuple[str, str, ArchSpec]]:
-    """``(name, kind, arch)`` of the searched model, its scaled variants (``scaled.parquet``, when
-    notebook 04 ran) and the baselines, without repeating an architecture (a variant equal to the
-    searched model, e.g. -S at phi = 0, is listed once)."""
+def report_models(searched: ArchSpec, scaled: pd.DataFrame | None, baselines: Sequence[str], *,
+                  resolution: int, num_classes: int) -> list[tuple[str, str, ArchSpec]]:
+    """``(name, kind, arch)`` of the searched model, its scaled variants (rows of
+    ``scaled.parquet`` with ``name`` and ``arch``; None when notebook 04 did not run) and the
+    baselines, without repeating an architecture (a variant equal to the searched model, e.g. -S at
+    phi = 0, is listed once)."""
     from accelnas.space import zoo
-    from accelnas.search.trainings import load_base
 
     out: list[tuple[str, str, ArchSpec]] = []
     seen: set[str] = set()
@@ -37,11 +37,9 @@ def report_models(run_dir: str | os.PathLike, baselines: Sequence[str], *, resol
             seen.add(key)
             out.append((name, kind, arch.replace(name=name)))
 
-    add("searched", "searched", load_base(run_dir, base, resolution=resolution, num_classes=num_classes))
-    scaled = Path(run_dir) / "scaled.parquet"
-    if scaled.exists():
-        for r in pd.read_parquet(scaled).itertuples():
-            add(r.name, "scaled", decode_arch(r.arch))
+    add("searched", "searched", searched)
+    for r in (scaled.itertuples() if scaled is not None else ()):
+        add(r.name, "scaled", decode_arch(r.arch))
     for b in baselines:
         add(b, "baseline", zoo.get(b, resolution=resolution, num_classes=num_classes))
     return out
@@ -216,3 +214,65 @@ def representative_images(data, resolution: int, n: int = 32, seed: int = 0) -> 
     ds = data.pipeline("val", batch_size=n, resolution=resolution, seed=seed, training=False, cache=False)
     x, _ = next(iter(ds))
     return np.asarray(x, dtype=np.float32)
+
+
+KEY_REFERENCES = ("mobilenet_v3_large", "resnet50")
+"""The baselines the workbook's target names: the searched model should dominate them beyond the
+seed spread on the target accelerator (Gupta & Akin 2020 compare with MobileNetV3 and ResNet50)."""
+
+
+def target_verdict(dom: pd.DataFrame, target: str, subject: str = "searched",
+                   references: Sequence[str] = KEY_REFERENCES) -> tuple[pd.DataFrame, bool]:
+    """The `dominance` rows of ``subject`` against ``references`` on ``target``, and whether it
+    dominates every one of them (False when one is missing)."""
+    rows = dom[(dom.on == target) & (dom.model == subject) & dom.reference.isin(references)]
+    met = len(rows) == len(set(references)) and bool((rows.verdict == "dominates").all())
+    return rows.reset_index(drop=True), met
+
+
+def estimator_agreement(trials: pd.DataFrame, params: Mapping, accelerators: Mapping, target: str,
+                        top: int = 5) -> dict | None:
+    """How much the search's latency estimator (``latency.method``) and the simulator disagree on
+    the completed trials: median and max relative error on ``target``, and how many of the ``top``
+    architectures by reward stay in the top when the latencies come from the simulator.
+
+    Returns:
+        {"n", "method", "median_abs_error", "max_abs_error", "top_overlap", "top"}, or None when
+        no trial completed.
+    """
+    from accelnas.search.trials import best_archs, rescore
+
+    done = trials[trials.status == "completed"] if len(trials) else trials
+    col = f"latency_ms_{target}"
+    if not len(done) or col not in done:
+        return None
+    sim = latency_frame([(f"t{i}", "trial", decode_arch(a)) for i, a in enumerate(done.arch)],
+                        {target: accelerators[target]}, method="sim")[col].to_numpy()
+    err = np.abs(done[col].to_numpy() / sim - 1)
+    top_search = set(best_archs(done, top).arch)
+    resc = rescore(done.assign(**{col: sim}), params)
+    top_sim = set(resc.sort_values(f"reward_{target}", ascending=False).head(top).arch)
+    return {"n": int(len(done)), "method": params["latency"]["method"],
+            "median_abs_error": float(np.median(err)), "max_abs_error": float(np.max(err)),
+            "top_overlap": len(top_search & top_sim), "top": int(min(top, len(done)))}
+
+
+def estimator_errors(validation: pd.DataFrame | None, models: Mapping[str, Mapping]) -> pd.DataFrame:
+    """Per accelerator, the estimator errors notebook 02 measured: on the published rows of
+    ``latency_validation.csv`` (``validation``; median and max |error| of the simulator and the
+    APM) and, from its ``latency_models/apm_<acc>.json`` records (``models``), the error of the
+    APM fitted there against the simulator on held-out architectures. Empty when neither exists."""
+    rows: dict[str, dict] = {}
+    if validation is not None and len(validation):
+        for hw, g in validation.groupby("hardware"):
+            row = rows.setdefault(hw, {"accelerator": hw})
+            row["published_rows"] = int(len(g))
+            for m in ("sim", "apm"):
+                e = g[f"{m}_error"].abs()
+                row[f"{m}_median_abs_error"], row[f"{m}_max_abs_error"] = float(e.median()), float(e.max())
+    for rec in models.values():
+        ev = (rec.get("fit") or {}).get("eval_fitted") or {}
+        row = rows.setdefault(rec["accelerator"], {"accelerator": rec["accelerator"]})
+        row["apm_fitted_vs_sim_mape"] = ev.get("mape")
+        row["apm_fitted_vs_sim_kendall_tau"] = ev.get("kendall_tau")
+    return pd.DataFrame(list(rows.values()))

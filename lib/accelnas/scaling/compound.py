@@ -319,3 +319,30 @@ def scale_to_targets(arch: ArchSpec, coeffs: Sequence[float], targets_ms: Sequen
             "macs": graph.macs, "params": graph.params, "arch": scaled.encode(),
         })
     return rows
+
+
+def choose_coefficients(candidates: Sequence[Sequence[float]], accuracies: Sequence[float | None],
+                        latencies_ms: Sequence[float], target_ms: float, *, alpha: float = -0.07,
+                        beta: float = -0.07) -> tuple[tuple[float, float, float], list[float], str]:
+    """Pick compound-scaling coefficients from candidates scored at one phi.
+
+    Each candidate (alpha, beta, gamma) scaled to the probe phi has a proxy accuracy (None: its
+    training failed) and a modelled latency; its score is MnasNet's reward at ``target_ms``
+    (`accelnas.search.reward.mnas_reward` with exponents ``alpha`` / ``beta``).
+
+    Returns:
+        (the best-scoring coefficients, the score per candidate (NaN when not trained), a note).
+        When no candidate trained, EfficientNet's `EFFICIENTNET_COEFFS` and a note saying so.
+    """
+    from accelnas.search.reward import mnas_reward
+
+    if not (len(candidates) == len(accuracies) == len(latencies_ms)):
+        raise ValueError("candidates, accuracies and latencies_ms must have one entry per candidate")
+    scores = [float(mnas_reward(a, lat, target_ms, alpha, beta)) if a is not None and np.isfinite(a)
+              else float("nan") for a, lat in zip(accuracies, latencies_ms)]
+    if not any(np.isfinite(scores)):
+        return EFFICIENTNET_COEFFS, scores, ("no coefficient candidate trained: using EfficientNet's "
+                                             f"{EFFICIENTNET_COEFFS}")
+    best = int(np.nanargmax(scores))
+    chosen = tuple(float(c) for c in candidates[best])
+    return chosen, scores, f"best score {scores[best]:.4f} of {len(candidates)} candidates"

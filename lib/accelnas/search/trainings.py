@@ -149,35 +149,3 @@ def summarize(trained: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
     out["std"] = out["std"].fillna(0.0)
     return out.rename(columns={c: f"{value}_{c}" for c in ("mean", "std", "min", "max", "count")})
-
-
-def load_base(run_dir: str | os.PathLike, base: str | None = None, *, resolution: int | None = None,
-              num_classes: int | None = None) -> ArchSpec:
-    """The architecture to scale / report: ``base`` as a zoo name or an architecture string, or
-    (None) the best architecture of the search in ``run_dir/best_archs.json`` (notebook 03).
-
-    Raises:
-        FileNotFoundError: ``base`` is None and the run has no search results (the message says
-            to run notebook 03 or name a base).
-    """
-    from accelnas.space import zoo
-    from accelnas.space.arch import decode_arch
-
-    if base is None:
-        f = Path(run_dir) / "best_archs.json"
-        if not f.exists():
-            raise FileNotFoundError(f"{f} not found: run notebook 03 (accelnas run PARAMS --only 03) "
-                                    "first, or set the notebook parameter base to a zoo name or an "
-                                    "architecture string")
-        best = json.loads(f.read_text()).get("by_reward") or []
-        if not best:
-            raise ValueError(f"{f} lists no completed trial: every search trial failed (see "
-                             f"trials.parquet); set the notebook parameter base instead")
-        return decode_arch(best[0]["arch"]).replace(name="searched")
-    if base in zoo.names():
-        return zoo.get(base, resolution=resolution, num_classes=num_classes)
-    try:
-        return decode_arch(base)
-    except ValueError as e:
-        raise ValueError(f"base {base!r} is neither a zoo name ({', '.join(zoo.names())}) nor an "
-                         f"architecture string: {e}") from e

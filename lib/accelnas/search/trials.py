@@ -19,6 +19,7 @@ from accelnas.search.reward import mnas_reward
 from accelnas.space import blocks
 from accelnas.space.arch import ArchSpec, decode_arch
 
+SEARCH_DIR = "search"  # keras-tuner projects: run_dir/search/<controller>/
 RESULT_FILE = "result.json"
 
 
@@ -136,3 +137,53 @@ def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
     shares = shares.reindex(columns=sorted(set(shares.columns) | set(blocks.searchable())), fill_value=0.0)
     means = comp.groupby(["accelerator", "stage"])[["kernel", "expand_ratio", "channels", "repeats"]].mean()
     return shares.join(means).round(2)
+
+
+BEST_ARCHS_FILE = "best_archs.json"
+BEST_COLUMNS = ("controller", "trial_id", "accuracy", "reward", "arch")
+
+
+def best_archs_record(frame: pd.DataFrame, accelerators, top: int = 5) -> dict:
+    """What ``best_archs.json`` holds: the ``top`` completed trials by the search reward
+    (``by_reward``) and, per accelerator with a ``reward_<name>`` column (`rescore`), by its own
+    reward (``by_reward_<name>``); each a list of records (controller, trial_id, accuracy,
+    latency_ms_<acc>..., reward, arch), best first."""
+    names = [getattr(a, "name", a) for a in accelerators]
+    cols = [c for c in (*BEST_COLUMNS[:3], *(f"latency_ms_{n}" for n in names), *BEST_COLUMNS[3:])
+            if c in frame]
+    out = {"by_reward": best_archs(frame, top)[cols].to_dict("records")}
+    for n in names:
+        if f"reward_{n}" in frame:
+            out[f"by_reward_{n}"] = best_archs(frame, top, by=f"reward_{n}")[cols].to_dict("records")
+    return out
+
+
+def base_arch(best: Mapping | None, base: str | None = None, *, resolution: int | None = None,
+              num_classes: int | None = None) -> ArchSpec:
+    """The architecture to scale / report: ``base`` as a zoo name or an architecture string, or
+    (None) the best searched architecture of ``best`` (the ``best_archs.json`` record).
+
+    Raises:
+        FileNotFoundError: ``base`` and ``best`` are both None (run notebook 03, or name a base).
+        ValueError: ``best`` lists no completed trial, or ``base`` is neither a zoo name nor an
+            architecture string.
+    """
+    from accelnas.space import zoo
+
+    if base is None:
+        if best is None:
+            raise FileNotFoundError(f"no {BEST_ARCHS_FILE} in the run: run notebook 03 (accelnas run "
+                                    "PARAMS --only 03) first, or set the notebook parameter base to "
+                                    "a zoo name or an architecture string")
+        top = best.get("by_reward") or []
+        if not top:
+            raise ValueError(f"{BEST_ARCHS_FILE} lists no completed trial: every search trial failed "
+                             "(see trials.parquet); set the notebook parameter base instead")
+        return decode_arch(top[0]["arch"]).replace(name="searched")
+    if base in zoo.names():
+        return zoo.get(base, resolution=resolution, num_classes=num_classes)
+    try:
+        return decode_arch(base)
+    except ValueError as e:
+        raise ValueError(f"base {base!r} is neither a zoo name ({', '.join(zoo.names())}) nor an "
+                         f"architecture string: {e}") from e

@@ -42,10 +42,9 @@ from accelnas.latency import estimate, machine
 from accelnas.latency.sim import supported
 from accelnas.search.oracles import ArchOracle, make_oracle
 from accelnas.search.reward import multi_reward, used_accelerators
-from accelnas.search.trials import RESULT_FILE, read_result, trials_frame
+from accelnas.search.trials import RESULT_FILE, SEARCH_DIR, read_result, trials_frame
 from accelnas.space.search_space import SearchSpace
 
-SEARCH_DIR = "search"
 CONFIG_FILE = "search_config.json"
 # params sections that define a search; a project on disk searched with others is not resumed
 _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search_space", "proxy",
@@ -256,15 +255,17 @@ class SearchSetup:
 
 
 def setup(params: Mapping, *, controller: str | None = None, seed: int | None = None,
-          trials: int | None = None) -> SearchSetup:
+          trials: int | None = None, space: SearchSpace | None = None) -> SearchSetup:
     """Build space, accelerators, screen, reward settings and oracle from validated params
-    (``controller`` / ``seed`` / ``trials`` override the params' values)."""
+    (``controller`` / ``seed`` / ``trials`` override the params' values; ``space``: a space
+    already built, e.g. notebook 01's ``space.json``, instead of one from params)."""
     s = dict(params["search"])
     controller = controller or s["controller"]
     seed = params["seed"] if seed is None else seed
     trials = trials or s["trials"]
     accs = {a.name: a for a in load_accelerators(params["accelerators"])}
-    space = SearchSpace.from_params(params["search_space"], accs.values())
+    if space is None:
+        space = SearchSpace.from_params(params["search_space"], accs.values())
     targets = {n: float(s["target_latency_ms"][n]) for n in accs}
     combine = s["reward"]
     reward = dict(targets_ms=targets, alpha=s["alpha"], beta=s["beta"], combine=combine,
@@ -310,7 +311,7 @@ def _diff_keys(a, b, prefix=""):
 def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str | None = None,
                seed: int | None = None, trials: int | None = None, data=None, train_fn=None,
                overwrite: bool = False, progress: bool = True,
-               log: Callable[[str], None] | None = print) -> pd.DataFrame:
+               log: Callable[[str], None] | None = print, space: SearchSpace | None = None) -> pd.DataFrame:
     """Run (or resume) the search of ``params`` under ``run_dir/search/<controller>/``.
 
     Args:
@@ -323,12 +324,13 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         overwrite: start again, deleting this controller's finished trials.
         progress: show a tqdm bar.
         log: called with one line per finished trial (None: quiet).
+        space: the search space (default: built from params; notebook 03 passes notebook 01's).
 
     Returns:
         `trials_frame` of this project (also written to ``run_dir/trials.parquet`` for all
         projects under ``run_dir/search``).
     """
-    su = setup(params, controller=controller, seed=seed, trials=trials)
+    su = setup(params, controller=controller, seed=seed, trials=trials, space=space)
     ctrl = su.oracle.controller
     directory = Path(run_dir) / SEARCH_DIR
     project = directory / ctrl
