@@ -29,7 +29,9 @@ def make_notebook(path: Path, *cells: str) -> Path:
 
 @pytest.fixture
 def params_api():
-    return pytest.importorskip("accelnas.params")
+    from accelnas import params
+
+    return params
 
 
 @pytest.fixture

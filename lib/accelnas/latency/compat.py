@@ -132,10 +132,6 @@ class CompatReport:
         return len(self.cpu_ops) / len(self.ops) if self.ops else 0.0
 
     @property
-    def cpu_fraction(self) -> dict[str, float]:
-        return {"macs": self.cpu_fraction_macs, "ops": self.cpu_fraction_ops}
-
-    @property
     def fully_mapped(self) -> bool:
         """No op cuts the graph (float-I/O QUANTIZE/DEQUANTIZE on the CPU are allowed)."""
         if self._fully_mapped is not None:

@@ -117,6 +117,13 @@ PUBLISHED: dict[str, dict] = {
     "efficientnet_edgetpu_l": dict(params=10.59e6, macs=7.94e9, top1=80.62, source="FACTS.md 4"),
     "mobilenet_edgetpu": dict(params=4.0e6, macs=990e6, top1=75.6, source="FACTS.md 4 (int8 top-1)"),
     "mobilenet_edgetpu_075": dict(params=2.9e6, macs=624e6, top1=None, source="FACTS.md 5"),
+    # tensorflow/tpu models/official/efficientnet/lite README (params rounded to 0.1 M; its MAdds
+    # come out 3-6 % above the conv/FC multiply-accumulates counted here, for all five models)
+    "efficientnet_lite0": dict(params=4.7e6, macs=407e6, top1=75.1, source="EfficientNet-lite README"),
+    "efficientnet_lite1": dict(params=5.4e6, macs=631e6, top1=76.7, source="EfficientNet-lite README"),
+    "efficientnet_lite2": dict(params=6.1e6, macs=899e6, top1=77.6, source="EfficientNet-lite README"),
+    "efficientnet_lite3": dict(params=8.2e6, macs=1.44e9, top1=79.8, source="EfficientNet-lite README"),
+    "efficientnet_lite4": dict(params=13.0e6, macs=2.64e9, top1=81.5, source="EfficientNet-lite README"),
 }
 
 
