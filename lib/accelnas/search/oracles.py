@@ -21,7 +21,7 @@ disk (keras-tuner ``overwrite=False``) continues exactly where it stopped; the t
 it was killed is run again with its values. In distributed mode the completion order depends on
 the workers' timing, so proposals are reproducible only in a sequential run.
 
-Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.tuner.Screen`) rejects a
+Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.screen.Screen`) rejects a
 proposal before any training time is spent on it (an op the accelerator does not map, a latency
 over the cap); the controller then proposes again (up to ``max_attempts``). Rejections are kept
 in the oracle's state (``rejections``: trial, attempt, reason, values).

@@ -27,7 +27,7 @@ import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,10 @@ import numpy as np
 import pandas as pd
 
 from accelnas.space.arch import ArchSpec
-from accelnas.space.graph import from_arch
 from accelnas.latency.accelerator import Accelerator, load_accelerators
 from accelnas.io import write_json, write_parquet
-from accelnas.latency import estimate, machine
-from accelnas.latency.sim import supported
 from accelnas.search.oracles import ArchOracle, make_oracle
+from accelnas.search.screen import Screen
 from accelnas.search.reward import multi_reward, used_accelerators
 from accelnas.search.trials import RESULT_FILE, SEARCH_DIR, read_result, trials_frame
 from accelnas.space.search_space import SearchSpace
@@ -51,67 +49,6 @@ _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search
                 "latency")
 _SEARCH_KEYS = ("controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
                 "reward", "latency_cap", "learning_rate", "baseline_decay")
-
-
-# ------------------------------------------------------------------------------------ screening
-
-@dataclass
-class Screen:
-    """Latency per accelerator, deployability and the latency cap of a candidate.
-
-    Args:
-        space: the search space (decodes value dicts).
-        accelerators: the accelerators of params, by name.
-        targets_ms: target latency per accelerator name, ms.
-        method: latency estimator (``apm`` or ``sim``).
-        latency_cap: reject candidates slower than ``latency_cap x T`` on an accelerator the
-            reward uses (0: no cap).
-        reward_uses: the accelerators the reward uses (`accelnas.search.reward.used_accelerators`).
-    """
-
-    space: SearchSpace
-    accelerators: dict[str, Accelerator]
-    targets_ms: dict[str, float]
-    method: str = "apm"
-    latency_cap: float = 0.0
-    reward_uses: list[str] = field(default_factory=list)
-
-    def latencies(self, arch: ArchSpec) -> dict[str, float]:
-        """Estimated latency per accelerator, ms."""
-        return {n: float(estimate(arch, acc, self.method).latency_ms) for n, acc in self.accelerators.items()}
-
-    def latency_fn(self, name: str) -> Callable[[ArchSpec], float]:
-        """``arch -> latency_ms`` on accelerator ``name`` (for `accelnas.scaling.compound`)."""
-        if name not in self.accelerators:
-            raise ValueError(f"unknown accelerator {name!r}; known: {', '.join(self.accelerators)}")
-        acc = self.accelerators[name]
-        return lambda arch: float(estimate(arch, acc, self.method).latency_ms)
-
-    def deploy_problem(self, arch: ArchSpec) -> str | None:
-        """Why ``arch`` cannot be deployed on one of the accelerators (first unmapped op), or None."""
-        g = from_arch(arch)
-        for name, acc in self.accelerators.items():
-            m = machine(acc)
-            for op in g.ops:
-                ok, why = supported(op, m)
-                if not ok:
-                    return f"not deployable: {op.name} on {name}: {why}"
-        return None
-
-    def cap_problem(self, latencies: Mapping[str, float]) -> str | None:
-        """Why the latencies break the cap, or None."""
-        if not self.latency_cap:
-            return None
-        for name in self.reward_uses:
-            cap = self.latency_cap * self.targets_ms[name]
-            if latencies[name] > cap:
-                return (f"over the latency cap: {latencies[name]:.2f} ms on {name} > "
-                        f"{self.latency_cap:g} x {self.targets_ms[name]:g} ms")
-        return None
-
-    def __call__(self, values: Mapping[str, Any]) -> str | None:
-        arch = self.space.from_values(values)
-        return self.deploy_problem(arch) or self.cap_problem(self.latencies(arch))
 
 
 # ---------------------------------------------------------------------------------------- tuner
@@ -368,4 +305,4 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     return frame[frame.controller == ctrl].reset_index(drop=True) if not frame.empty else frame
 
 
-__all__ = ["Screen", "NASTuner", "SearchSetup", "setup", "run_search", "proxy_trainer", "search_config"]
+__all__ = ["NASTuner", "SearchSetup", "setup", "run_search", "proxy_trainer", "search_config"]
