@@ -107,6 +107,9 @@ SCHEMA: dict = {
         "reward": Key(str, "target", "which latencies the reward uses: target (target_accelerator "
                       "only), product (a factor per accelerator), worst (the most penalised one)",
                       choices=("target", "product", "worst")),
+        "evaluator": Key(str, "standalone", "stage-1 score of a candidate: standalone (its proxy "
+                     "trained from scratch) or supernet (its subnet of a weight-sharing supernet "
+                     "trained once, section supernet)", choices=("standalone", "supernet")),
         "latency_cap": Key(float, 2.0, "reject before training a candidate slower than latency_cap "
                            "x T on any accelerator the reward uses (0: no cap)", min=0),
         "learning_rate": Key(float, 1.0, "policy_gradient: step size of the REINFORCE update on "
@@ -114,6 +117,17 @@ SCHEMA: dict = {
                              gt=0, max=10),
         "baseline_decay": Key(float, 0.9, "policy_gradient: moving-average decay of the reward "
                               "baseline", min=0, max=0.999),
+    },
+    "supernet": {
+        "epochs": Key(int, 10, "epochs of weight-sharing training over proxy.subset images (one "
+                               "sampled path per batch; the sandwich rule trains four)", **_POS_INT),
+        "rule": Key(str, "uniform", "path sampling: uniform (one random path per batch) or sandwich "
+                                    "(largest, smallest and two random paths per batch)",
+                    choices=("uniform", "sandwich")),
+        "calib_images": Key(int, 256, "training images that recalibrate BatchNorm per candidate",
+                            **_POS_INT),
+        "eval_images": Key(int, 0, "validation images that score a candidate (0: the whole "
+                                   "validation split)", min=0),
     },
     "latency": {
         "method": Key(str, "apm", "latency estimator used in the search loop",

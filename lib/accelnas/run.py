@@ -78,7 +78,8 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("apm_vs_sim", "apm_vs_sim.parquet", ("02",), (),
              "one row per sampled architecture and accelerator: simulator vs APM"),
     Artifact("search", SEARCH_DIR + "/", ("03",), (),
-             "keras-tuner projects, one per controller: trial_*/trial.json + result.json"),
+             "keras-tuner projects, one per controller: trial_*/trial.json + result.json; "
+             "supernet.npz (+ .json) when search.evaluator is supernet"),
     Artifact("trials", "trials.parquet", ("03",), ("05",),
              "one row per trial: arch, accuracy, latency per accelerator, reward, status, reason"),
     Artifact("best_archs", BEST_ARCHS_FILE, ("03",), ("04", "05"),

@@ -46,8 +46,8 @@ from accelnas.space.search_space import SearchSpace
 CONFIG_FILE = "search_config.json"
 # params sections that define a search; a project on disk searched with others is not resumed
 _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search_space", "proxy",
-                "latency")
-_SEARCH_KEYS = ("controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
+                "latency", "supernet")
+_SEARCH_KEYS = ("evaluator", "controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
                 "reward", "latency_cap", "learning_rate", "baseline_decay")
 
 
@@ -296,6 +296,11 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
             from accelnas.search.data import load_proxy
 
             data = load_proxy(params)
+        if train_fn is None and params["search"]["evaluator"] == "supernet" and not is_chief:
+            from accelnas.search.supernet import SUPERNET_FILE, supernet_evaluator, trained_supernet
+
+            net = trained_supernet(su.space, params, data, directory / SUPERNET_FILE, log=log)
+            tuner.train_fn = supernet_evaluator(net, params)
         tuner.search(data)
     if bar is not None:
         bar.close()

@@ -1,0 +1,201 @@
+"""How far the stage-1 ranking can be trusted: stage-1 evaluators against a longer stage-2 training.
+
+    python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12]
+        [--stage2-subset 6000] [--stage2-epochs 6] [--seeds 0,1] [--no-standalone] [--json]
+
+Correlation candidates: ``--candidates`` architectures of the params' search space (target
+accelerator's exclusions) that pass the search's screen, spread over the latency range (sorted by
+the search's latency estimate on the target, taken at evenly spaced quantiles of a seeded sample),
+plus the EfficientNet-EdgeTPU-S skeleton the space is built on. Each is scored by
+
+* ``supernet``: its subnet's validation accuracy with inherited weights after BatchNorm
+  recalibration (`accelnas.search.supernet`, trained once with the params' ``supernet`` section on
+  the params' proxy data);
+* ``standalone``: its proxy trained from scratch with the params' ``proxy`` budget, seed 0 (what
+  the search does with ``search.evaluator: standalone``);
+* ``naswot``: the zero-cost NASWOT score at initialisation (benchmarks/search_bench.py);
+* ``stage2``: the mean validation accuracy over ``--seeds`` of its proxy trained with the larger
+  stage-2 budget (``--stage2-subset`` images, ``--stage2-epochs`` epochs, the params' resolution
+  and width), the reference.
+
+Printed: Kendall tau of each stage-1 evaluator against stage 2 with a 95 % bootstrap interval
+(2,000 resamples of the candidates), the stage-2 seed spread (mean |difference| between seeds),
+and the cost of each evaluator per candidate. Everything runs on this machine; the figures in the
+closing notes come from this script with the arguments they name.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+from scipy.stats import kendalltau  # noqa: E402
+
+from accelnas import params as P  # noqa: E402
+from accelnas.search.data import load_arrays, load_proxy  # noqa: E402
+from accelnas.search.supernet import Supernet, supernet_evaluator, trained_supernet  # noqa: E402
+from accelnas.search.tuner import setup  # noqa: E402
+from accelnas.space import zoo  # noqa: E402
+from accelnas.space.arch import ArchSpec  # noqa: E402
+
+
+def values_of(arch: ArchSpec, space) -> dict | None:
+    """The search-space values that give ``arch`` (None when it is not a candidate of the space)."""
+    values = {}
+    for i, (b, st) in enumerate(zip(arch.blocks, space.stages), start=1):
+        values.update({f"s{i}_block": b.type, f"s{i}_kernel": b.kernel, f"s{i}_expand_ratio": b.expand_ratio,
+                       f"s{i}_channels": b.out_channels, f"s{i}_repeats": b.repeats,
+                       f"s{i}_se_ratio": b.se_ratio, f"s{i}_activation": b.activation or arch.activation})
+    choices = space.choices()
+    for k, v in list(values.items()):
+        opts = choices.get(k)
+        if opts is None:
+            return None
+        if v not in opts:
+            if k.endswith("_expand_ratio") and values[k.replace("expand_ratio", "block")] == "conv":
+                values[k] = opts[0]
+            else:
+                return None
+    return values
+
+
+def candidates(su, n: int, seed: int) -> list[ArchSpec]:
+    """``n`` screened candidates spread over the target latency range, plus EfficientNet-EdgeTPU-S."""
+    rng = np.random.default_rng([seed, 5])
+    pool = []
+    for _ in range(60 * n):
+        values = su.space.sample_values(rng)
+        if su.screen(values) is None:
+            pool.append(su.space.from_values(values))
+        if len(pool) >= 20 * n:
+            break
+    target = su.params["target_accelerator"]
+    lat = np.array([su.screen.latencies(a)[target] for a in pool])
+    order = np.argsort(lat)
+    picks = [pool[order[int(round(q * (len(pool) - 1)))]] for q in np.linspace(0, 1, n)]
+    out = [a.replace(name=f"cand{i}") for i, a in enumerate(picks)]
+    s = zoo.get("efficientnet_edgetpu_s")
+    v = values_of(s, su.space)
+    if v is not None:
+        out.append(su.space.from_values(v, name="efficientnet_edgetpu_s"))
+    return out
+
+
+def kendall_ci(a, b, rng, n_boot: int = 2000) -> dict:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    tau = float(kendalltau(a, b).statistic)
+    boots = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(a), len(a))
+        if len(set(idx)) < 3:
+            continue
+        t = kendalltau(a[idx], b[idx]).statistic
+        if np.isfinite(t):
+            boots.append(t)
+    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
+    return {"tau": tau, "ci95": [float(lo), float(hi)], "n": int(len(a))}
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
+    ap.add_argument("--candidates", type=int, default=12)
+    ap.add_argument("--stage2-subset", type=int, default=6000)
+    ap.add_argument("--stage2-epochs", type=int, default=6)
+    ap.add_argument("--seeds", default="0,1", help="stage-2 seeds")
+    ap.add_argument("--no-standalone", action="store_true", help="skip the stand-alone proxy scores")
+    ap.add_argument("--supernet-file", default=None, help="reuse/save the trained supernet here")
+    ap.add_argument("--json", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    from search_bench import NaswotObjective
+    from accelnas.search.train import train_proxy
+
+    args = parse_args(argv)
+    params = P.load(args.params)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
+    su = setup(params)
+    pr = params["proxy"]
+    data1 = load_proxy(params)
+    cands = candidates(su, args.candidates, params["seed"])
+    say(f"{len(cands)} candidates; stage 1 on {len(data1.y_train)} train / {len(data1.y_val)} val images")
+    rows = [{"name": a.name, "arch": a.encode(),
+             "latency_ms": su.screen.latencies(a)[params["target_accelerator"]]} for a in cands]
+    cost = {}
+
+    t = time.perf_counter()
+    path = Path(args.supernet_file) if args.supernet_file else Path(os.environ.get("TMPDIR", "/tmp")) / "proxy_bench_supernet.npz"
+    net: Supernet = trained_supernet(su.space, params, data1, path, log=say)
+    cost["supernet_train_s"] = time.perf_counter() - t
+    score = supernet_evaluator(net, params)
+    t = time.perf_counter()
+    for r, a in zip(rows, cands):
+        r["supernet"] = score(a, data1, 0)["accuracy"]
+    cost["supernet_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+    say("supernet scores done")
+
+    nw = NaswotObjective(data1)
+    t = time.perf_counter()
+    for r, a in zip(rows, cands):
+        r["naswot"] = nw.score(a)
+    cost["naswot_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+
+    def train(a, data, epochs, seed):
+        return train_proxy(a, data, epochs=epochs, batch_size=pr["batch_size"], resolution=pr["resolution"],
+                           width_mult=pr["width_mult"], seed=seed).accuracy
+
+    if not args.no_standalone:
+        t = time.perf_counter()
+        for r, a in zip(rows, cands):
+            r["standalone"] = train(a, data1, pr["epochs"], 0)
+            say(f"standalone {r['name']}: {r['standalone']:.3f}")
+        cost["standalone_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+
+    data2 = load_arrays(params["dataset"], seed=params["seed"], subset=args.stage2_subset,
+                        val_images=pr["val_images"], image_size=pr["resolution"])
+    t = time.perf_counter()
+    for r, a in zip(rows, cands):
+        accs = [train(a, data2, args.stage2_epochs, s) for s in seeds]
+        r["stage2_seeds"] = accs
+        r["stage2"] = float(np.mean(accs))
+        say(f"stage 2 {r['name']}: {accs}")
+    cost["stage2_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+
+    rng = np.random.default_rng(0)
+    ref = [r["stage2"] for r in rows]
+    evaluators = [e for e in ("supernet", "standalone", "naswot") if e in rows[0]]
+    summary = {e: kendall_ci([r[e] for r in rows], ref, rng) for e in evaluators}
+    summary["latency_only"] = kendall_ci([-r["latency_ms"] for r in rows], ref, rng)
+    spread = (float(np.mean([abs(r["stage2_seeds"][0] - r["stage2_seeds"][1]) for r in rows]))
+              if len(seeds) >= 2 else None)
+    out = {"params": args.params, "stage1": {"proxy": pr, "supernet": params["supernet"]},
+           "stage2": {"subset": args.stage2_subset, "epochs": args.stage2_epochs, "seeds": seeds},
+           "kendall_vs_stage2": summary, "stage2_seed_mean_abs_diff": spread, "cost_s": cost,
+           "rows": rows, "cpu_count": os.cpu_count()}
+    if args.json:
+        print(json.dumps(out, default=float))
+    else:
+        print(f"{'name':24s} {'lat ms':>7s} " + " ".join(f"{e:>10s}" for e in evaluators) + f" {'stage2':>8s}")
+        for r in rows:
+            print(f"{r['name']:24s} {r['latency_ms']:7.2f} " + " ".join(f"{r[e]:10.3f}" for e in evaluators)
+                  + f" {r['stage2']:8.3f}")
+        for e, s in summary.items():
+            print(f"Kendall tau({e}, stage 2) = {s['tau']:+.3f}  95% CI [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]  n={s['n']}")
+        print(f"stage-2 seed spread (mean |seed0 - seed1|): {spread}")
+        print("cost: " + ", ".join(f"{k} {v:.1f}" for k, v in cost.items()))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""The weight-sharing supernet: every subnet is exactly the candidate's proxy network."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from accelnas import params
+from accelnas.search.data import load_arrays, make_pipeline
+from accelnas.search.proxy import proxy_arch
+from accelnas.search.supernet import Supernet
+from accelnas.space.search_space import SearchSpace
+
+PROXY = dict(resolution=16, width_mult=0.5, num_classes=10, min_feature=2)
+
+
+def small_space(**changes) -> SearchSpace:
+    section = params.load_dict({"search_space": {
+        "stages": [{"stride": 1, "channels": 16, "repeats": 1}, {"stride": 2, "channels": 24, "repeats": 2},
+                   {"stride": 2, "channels": 32, "repeats": 2}],
+        "stem_channels": 16, "head_channels": 64, "kernels": [3, 5], "expand_ratios": [3, 6],
+        "width_mults": [0.75, 1.0, 1.5], "repeat_deltas": [-1, 0, 1], "se_ratios": [0.0],
+        "activations": ["relu", "relu6", "hswish"], **changes}})["search_space"]
+    return SearchSpace.from_params(section)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_arrays("synthetic", subset=256, val_images=64, image_size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(data):
+    net = Supernet(small_space(), **PROXY, seed=0)
+    rec = net.train(data, epochs=1, batch_size=64, rule="uniform", seed=0)
+    assert rec["steps"] == 4 and np.isfinite(rec["final_loss"]) and rec["images_per_s"] > 0
+    return net
+
+
+def test_subnets_equal_their_standalone_networks(trained, data):
+    """Inherited weights in the Keras model of proxy_arch(candidate) give the supernet's outputs."""
+    from accelnas.space.builder import build
+
+    net = trained
+    rng = np.random.default_rng(3)
+    x, y = data.split("val")
+    xb = next(iter(make_pipeline(x, y, batch_size=32, resolution=16, training=False, seed=0,
+                                 augment=False, cache=False, mean=data.mean, std=data.std)))[0]
+    types = set()
+    for i in range(6):
+        arch = net.space.sample(rng, name=f"c{i}")
+        types |= {b.type for b in arch.blocks}
+        net.calibrate(arch, data, images=128, batch_size=64)
+        model = build(proxy_arch(arch, **PROXY))
+        weights = net.subnet_weights(arch)
+        assert set(weights) == {layer.name for layer in model.layers if layer.weights}
+        for name, ws in weights.items():
+            model.get_layer(name).set_weights(ws)
+        want = model(xb, training=False).numpy()
+        got = net.predict(arch, xb)
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=arch.encode())
+    assert types == {"ibn", "fused", "conv"}
+
+
+def test_evaluate_scores_a_candidate(trained, data):
+    arch = trained.space.sample(np.random.default_rng(0))
+    r = trained.evaluate(arch, data)
+    assert 0 <= r["accuracy"] <= 1 and r["eval_images"] == 64 and r["eval_s"] > 0
+    assert trained.evaluate(arch, data)["accuracy"] == r["accuracy"]  # deterministic
+
+
+def test_save_load_roundtrip_and_refusal(trained, data, tmp_path):
+    arch = trained.space.sample(np.random.default_rng(1))
+    path = trained.save(tmp_path / "supernet.npz", {"dataset": "synthetic"})
+    other = Supernet(small_space(), **PROXY, seed=0)
+    side = other.load(path)
+    assert side["dataset"] == "synthetic" and other.history == trained.history
+    assert other.evaluate(arch, data)["accuracy"] == trained.evaluate(arch, data)["accuracy"]
+    with pytest.raises(ValueError, match="another space"):
+        Supernet(small_space(kernels=[3]), **PROXY).load(path)
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="cannot read"):
+        other.load(path)
+
+
+def test_uncovered_spaces_are_refused():
+    with pytest.raises(ValueError, match="squeeze-excite"):
+        Supernet(small_space(se_ratios=[0.0, 0.25]), **PROXY)
+    with pytest.raises(ValueError, match="expand_ratios > 1"):
+        Supernet(small_space(expand_ratios=[1, 4]), **PROXY)
+
+
+def test_sandwich_rule_trains(data):
+    net = Supernet(small_space(), **PROXY, seed=1)
+    rec = net.train(data, epochs=1, batch_size=128, rule="sandwich", seed=0)
+    assert rec["rule"] == "sandwich" and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
+    with pytest.raises(ValueError, match="unknown supernet rule"):
+        net.train(data, epochs=1, rule="greedy")
