@@ -27,18 +27,17 @@ uses=...)``. Nothing else changes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 from accelnas.space.ops import Net, Op, conv_op, elementwise_op
 from accelnas.space.rounding import make_divisible
 
-if TYPE_CHECKING:  # type hints only: arch imports this module
-    from accelnas.space.arch import ArchSpec, BlockSpec
+ArchSpec = BlockSpec = Any  # accelnas.space.arch's classes (arch imports this module, not the reverse)
 
 DECISIONS = ("block", "kernel", "expand_ratio", "channels", "repeats", "se_ratio", "activation")
 """Per-stage decisions of the search space, in the order they are drawn and registered."""
 
-Emit = Callable[[Net, "ArchSpec", "BlockSpec", str, Op, int], Op]
+Emit = Callable[[Net, ArchSpec, BlockSpec, str, Op, int], Op]
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def searchable() -> tuple[str, ...]:
     return tuple(n for n, t in REGISTRY.items() if t.searchable)
 
 
-def emit_block(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def emit_block(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     """Append the ops of one repeat of block ``b`` (through the registry); returns the output op."""
     return get(b.type).emit(net, arch, b, prefix, x, stride)
 
@@ -106,17 +105,17 @@ def emit_block(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, s
 # ---------------------------------------------------------------------------------------------
 # shared parts
 
-def _act(arch: "ArchSpec", b: "BlockSpec") -> str:
+def _act(arch: ArchSpec, b: BlockSpec) -> str:
     return b.activation or arch.activation
 
 
-def _se_channels(arch: "ArchSpec", block_in: int, expanded: int, ratio: float) -> int:
+def _se_channels(arch: ArchSpec, block_in: int, expanded: int, ratio: float) -> int:
     if arch.se_style == "mobilenetv3":
         return make_divisible(expanded * ratio, 8)
     return max(1, int(block_in * ratio))
 
 
-def _se(net: Net, arch: "ArchSpec", prefix: str, x: Op, block_in: int, ratio: float, act: str) -> Op:
+def _se(net: Net, arch: ArchSpec, prefix: str, x: Op, block_in: int, ratio: float, act: str) -> Op:
     """Squeeze-excite on ``x``: pool, reduce, expand (gate), multiply."""
     c = x.out_shape[2]
     se_c = _se_channels(arch, block_in, c, ratio)
@@ -129,7 +128,7 @@ def _se(net: Net, arch: "ArchSpec", prefix: str, x: Op, block_in: int, ratio: fl
     return net.add(Op(f"{prefix}_se_mul", "mul", (x.name, exp.name), x.out_shape, x.out_shape))
 
 
-def _project(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, inp: Op, x: Op, stride: int) -> Op:
+def _project(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, inp: Op, x: Op, stride: int) -> Op:
     """[SE] -> 1x1 linear projection to c [+ residual]: the tail of ds, ibn and fused."""
     if b.se_ratio:
         x = _se(net, arch, prefix, x, inp.out_shape[2], b.se_ratio, _act(arch, b))
@@ -137,7 +136,7 @@ def _project(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, inp: Op, x
     return _residual(net, b, prefix, inp, x, stride)
 
 
-def _residual(net: Net, b: "BlockSpec", prefix: str, inp: Op, x: Op, stride: int) -> Op:
+def _residual(net: Net, b: BlockSpec, prefix: str, inp: Op, x: Op, stride: int) -> Op:
     if b.skip and stride == 1 and inp.out_shape[2] == b.out_channels:
         x = net.add(elementwise_op(f"{prefix}_add", "add", (inp.name, x.name), x.out_shape))
     return x
@@ -146,22 +145,22 @@ def _residual(net: Net, b: "BlockSpec", prefix: str, inp: Op, x: Op, stride: int
 # ---------------------------------------------------------------------------------------------
 # the block types
 
-def _conv(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _conv(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     return net.add(conv_op(f"{prefix}_conv", (x.name,), x.out_shape, b.out_channels, b.kernel, stride,
                            activation=_act(arch, b)))
 
 
-def _depthwise(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _depthwise(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     c = x.out_shape[2]
     return net.add(conv_op(f"{prefix}_dwconv", (x.name,), x.out_shape, c, b.kernel, stride, groups=c,
                            activation=_act(arch, b)))
 
 
-def _ds(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _ds(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     return _project(net, arch, b, prefix, x, _depthwise(net, arch, b, prefix, x, stride), stride)
 
 
-def _ibn(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _ibn(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     inp = x
     if b.expand_ratio != 1:
         mid = make_divisible(x.out_shape[2] * b.expand_ratio, 8)
@@ -170,7 +169,7 @@ def _ibn(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride:
     return _project(net, arch, b, prefix, inp, _depthwise(net, arch, b, prefix, x, stride), stride)
 
 
-def _fused(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _fused(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     inp, act = x, _act(arch, b)
     if b.expand_ratio == 1:  # EfficientNetV2 rule: one k x k conv to c
         x = net.add(conv_op(f"{prefix}_fused_conv", (x.name,), x.out_shape, b.out_channels, b.kernel,
@@ -184,7 +183,7 @@ def _fused(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, strid
     return _project(net, arch, b, prefix, inp, x, stride)
 
 
-def _bottleneck(net: Net, arch: "ArchSpec", b: "BlockSpec", prefix: str, x: Op, stride: int) -> Op:
+def _bottleneck(net: Net, arch: ArchSpec, b: BlockSpec, prefix: str, x: Op, stride: int) -> Op:
     act = _act(arch, b)
     width = make_divisible(b.out_channels / b.expand_ratio, 8)
     y = net.add(conv_op(f"{prefix}_conv1", (x.name,), x.out_shape, width, 1, stride, activation=act))
