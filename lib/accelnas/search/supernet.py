@@ -294,14 +294,27 @@ class Supernet:
 
         if name in self._fns:
             return self._fns[name]
-        if name == "train":
+        if name == "accumulate":
             @tf.function(reduce_retracing=True)
-            def fn(x, y, stages, act, lr, step):
+            def fn(x, y, stages, act):
                 with tf.GradientTape() as tape:
                     logits = self._forward(x, {"stages": stages, "act": act}, "train")
                     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                grads = tape.gradient(loss, self.trainable)
-                return loss, grads
+                for acc, g in zip(self._acc, tape.gradient(loss, self.trainable)):
+                    if g is not None:
+                        acc.assign_add(g)
+                return loss
+        elif name == "apply":
+            @tf.function(reduce_retracing=True)
+            def fn(lr, step):  # Adam on the accumulated gradients, then clear them
+                b1, b2 = 0.9, 0.999
+                c1, c2 = 1 - tf.pow(b1, step), 1 - tf.pow(b2, step)
+                for w, g, m, v in zip(self.trainable, self._acc, self._m, self._v):
+                    m.assign(b1 * m + (1 - b1) * g)
+                    v.assign(b2 * v + (1 - b2) * tf.square(g))
+                    w.assign_sub(lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7))
+                    g.assign(tf.zeros_like(g))
+                return step
         elif name == "calib":
             @tf.function(reduce_retracing=True)
             def fn(x, stages, act, weight):
@@ -313,21 +326,6 @@ class Supernet:
                 return self._forward(x, {"stages": stages, "act": act}, "eval")
         self._fns[name] = fn
         return fn
-
-    def _adam(self, grads, lr: float, step: int) -> None:
-        import tensorflow as tf
-
-        if not hasattr(self, "_m"):
-            self._m = [tf.Variable(tf.zeros_like(w)) for w in self.trainable]
-            self._v = [tf.Variable(tf.zeros_like(w)) for w in self.trainable]
-        b1, b2 = 0.9, 0.999
-        c1, c2 = 1 - b1 ** step, 1 - b2 ** step
-        for w, g, m, v in zip(self.trainable, grads, self._m, self._v):
-            if g is None:
-                continue
-            m.assign(b1 * m + (1 - b1) * g)
-            v.assign(b2 * v + (1 - b2) * tf.square(g))
-            w.assign_sub(lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7))
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -356,26 +354,28 @@ class Supernet:
             raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
         rng = np.random.default_rng([seed, 7])
         x, y = data.split("train")
-        steps_per_epoch = max(1, int(np.ceil(len(x) / batch_size)))
+        batch_size = min(int(batch_size), len(x))
+        steps_per_epoch = max(1, len(x) // batch_size)
         total = steps_per_epoch * int(epochs)
         step, t0, images, losses = 0, time.perf_counter(), 0, []
-        fn = self._fn("train")
+        if not hasattr(self, "_acc"):
+            self._acc = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+            self._m = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+            self._v = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+        accumulate, apply = self._fn("accumulate"), self._fn("apply")
         for epoch in range(int(epochs)):
             ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
                                training=True, seed=seed + epoch, augment=True, cache=False,
-                               mean=data.mean, std=data.std)
+                               mean=data.mean, std=data.std, drop_remainder=True)
             for xb, yb in ds:
                 step += 1
                 lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
-                grads_sum, loss_sum = None, 0.0
                 paths = self.paths_for_step(rng, rule)
+                loss_sum = 0.0
                 for arch in paths:
                     enc = self.encode(arch)
-                    loss, grads = fn(xb, yb, enc["stages"], enc["act"], tf.constant(lr), tf.constant(step))
-                    loss_sum += float(loss)
-                    grads_sum = grads if grads_sum is None else [
-                        g if a is None else (a if g is None else a + g) for a, g in zip(grads_sum, grads)]
-                self._adam(grads_sum, lr, step)
+                    loss_sum += float(accumulate(xb, yb, enc["stages"], enc["act"]))
+                apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
                 images += int(xb.shape[0]) * len(paths)
                 losses.append(loss_sum / len(paths))
             if log:
