@@ -47,24 +47,27 @@ from accelnas.space import zoo  # noqa: E402
 from accelnas.space.arch import ArchSpec  # noqa: E402
 
 
-def values_of(arch: ArchSpec, space) -> dict | None:
-    """The search-space values that give ``arch`` (None when it is not a candidate of the space)."""
-    values = {}
-    for i, (b, st) in enumerate(zip(arch.blocks, space.stages), start=1):
-        values.update({f"s{i}_block": b.type, f"s{i}_kernel": b.kernel, f"s{i}_expand_ratio": b.expand_ratio,
-                       f"s{i}_channels": b.out_channels, f"s{i}_repeats": b.repeats,
-                       f"s{i}_se_ratio": b.se_ratio, f"s{i}_activation": b.activation or arch.activation})
+def values_of(arch: ArchSpec, space) -> tuple[dict, list[str]] | None:
+    """The search-space values nearest to ``arch`` (numbers snapped to the nearest choice) and what
+    was snapped; None when a block type or activation is not in the space."""
+    values, snapped = {}, []
     choices = space.choices()
-    for k, v in list(values.items()):
-        opts = choices.get(k)
-        if opts is None:
-            return None
-        if v not in opts:
-            if k.endswith("_expand_ratio") and values[k.replace("expand_ratio", "block")] == "conv":
-                values[k] = opts[0]
-            else:
+    if len(arch.blocks) != len(space.stages):
+        return None
+    for i, b in enumerate(arch.blocks, start=1):
+        for key, v in (("block", b.type), ("kernel", b.kernel), ("expand_ratio", b.expand_ratio),
+                       ("channels", b.out_channels), ("repeats", b.repeats), ("se_ratio", b.se_ratio),
+                       ("activation", b.activation or arch.activation)):
+            opts = choices[f"s{i}_{key}"]
+            if v in opts:
+                values[f"s{i}_{key}"] = v
+            elif isinstance(v, str):
                 return None
-    return values
+            else:
+                near = min(opts, key=lambda o: abs(o - v))
+                values[f"s{i}_{key}"] = near
+                snapped.append(f"s{i}_{key} {v:g} -> {near:g}")
+    return values, snapped
 
 
 def candidates(su, n: int, seed: int) -> list[ArchSpec]:
@@ -82,10 +85,9 @@ def candidates(su, n: int, seed: int) -> list[ArchSpec]:
     order = np.argsort(lat)
     picks = [pool[order[int(round(q * (len(pool) - 1)))]] for q in np.linspace(0, 1, n)]
     out = [a.replace(name=f"cand{i}") for i, a in enumerate(picks)]
-    s = zoo.get("efficientnet_edgetpu_s")
-    v = values_of(s, su.space)
-    if v is not None:
-        out.append(su.space.from_values(v, name="efficientnet_edgetpu_s"))
+    found = values_of(zoo.get("efficientnet_edgetpu_s"), su.space)
+    if found is not None:  # the skeleton the space is built on, as its nearest member of the space
+        out.append(su.space.from_values(found[0], name="edgetpu_s_nearest"))
     return out
 
 

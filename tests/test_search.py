@@ -277,3 +277,23 @@ def test_best_archs_record_and_base_arch():
         base_arch({"by_reward": []})
     with pytest.raises(ValueError, match="neither a zoo name"):
         base_arch(None, "not-an-arch")
+
+
+@pytest.mark.slow
+def test_supernet_evaluator_scores_trials_and_is_reused(smoke, tmp_path):
+    """search.evaluator: supernet trains the supernet once (search/supernet.npz), scores every
+    trial on it, and a resumed search reuses the saved supernet instead of training again."""
+    p = params_mod.override(smoke, {"search.evaluator": "supernet", "supernet.epochs": 1,
+                                     "supernet.calib_images": 64, "search.trials": 3})
+    lines: list[str] = []
+    df = run_search(p, tmp_path, progress=False, log=lines.append)
+    done = df[df.status == "completed"]
+    assert len(df) == 3 and len(done) >= 1
+    assert done.accuracy.between(0, 1).all() and (done.eval_s > 0).all()
+    assert (tmp_path / "search" / "supernet.npz").is_file()
+    assert any(line.startswith("supernet: trained") for line in lines)
+    lines.clear()
+    df = run_search(params_mod.override(p, {"search.trials": 5}), tmp_path, progress=False, log=lines.append)
+    assert len(df) == 5
+    assert any(line.startswith("supernet: reusing") for line in lines)
+    assert not any(line.startswith("supernet: trained") for line in lines)
