@@ -1,7 +1,7 @@
 """Search controllers at equal trial budgets on a cheap but real objective.
 
     python benchmarks/search_bench.py [--json] [--trials N] [--seeds K] [--controllers C ...]
-        [--objective naswot|tiny-train] [--population P] [--sample-size S]
+        [--objective naswot|tiny-train|supernet] [--population P] [--sample-size S]
         [--learning-rate LR] [--baseline-decay BD] [--pg-variant LR:BD:POP ...]
         [--evo-variant POP:SAMPLE ...] [--params FILE] [--cache FILE] [--fast]
 
@@ -16,7 +16,7 @@ command line (default: the params file's, i.e. the library's defaults are what i
 ``--pg-variant`` / ``--evo-variant`` add runs of a controller with other settings (labelled with
 them) to tune it at equal budget.
 
-Objectives (``--objective``), both on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
+Objectives (``--objective``), all on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
 
 - ``naswot`` (default): the zero-cost NASWOT score of Mellor et al. 2021 ("Neural Architecture
   Search without Training"): the candidate's proxy (`accelnas.search.proxy.proxy_arch`: 32 px, width
@@ -40,6 +40,10 @@ Objectives (``--objective``), both on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar1
 - ``tiny-train``: a tiny real training (`accelnas.search.train.train_proxy`: ``TINY_TRAIN`` budget on a
   ``TINY_TRAIN["subset"]``-image class-balanced training subset, accuracy on the held-out validation
   split). Real, but ~30-50 s per architecture on 2 busy cores: use it with small --trials.
+- ``supernet``: the candidate's subnet on the params' weight-sharing supernet
+  (`accelnas.search.supernet`, trained once with the ``supernet`` section on the params' proxy data and
+  kept in ``--supernet-file``): validation accuracy after BatchNorm recalibration, real accuracy at
+  about a second per candidate.
 
 The objective is deterministic per architecture (fixed seed, fixed images), so it is cached per
 ``arch.encode()`` across controllers and seeds: the same architecture gets the same score whichever
@@ -190,6 +194,31 @@ class TinyTrainObjective:
                 "train_wall_s": float(r.wall_s)}
 
 
+class SupernetObjective:
+    """``train_fn`` scoring an architecture on the params' weight-sharing supernet (real accuracy:
+    its subnet's validation accuracy after BatchNorm recalibration, `accelnas.search.supernet`),
+    trained once on the params' proxy data and kept in ``path`` across invocations."""
+
+    name = "supernet"
+
+    def __init__(self, params, data, path: Path, log=None):
+        from accelnas.search.supernet import supernet_evaluator, trained_supernet
+        from accelnas.search.tuner import setup
+
+        self.net = trained_supernet(setup(params).space, params, data, path, log=log)
+        self.fn = supernet_evaluator(self.net, params)
+        self.params = params
+
+    def settings(self) -> dict:
+        from accelnas.search.supernet import training_meta
+
+        return {"objective": self.name, "fingerprint": self.net.fingerprint(),
+                "training": training_meta(self.params), "supernet": self.params["supernet"]}
+
+    def __call__(self, arch, data, seed) -> dict:
+        return self.fn(arch, data, seed)
+
+
 class Cached:
     """Caches a deterministic objective per ``arch.encode()`` (hits, misses, seconds spent)."""
 
@@ -287,7 +316,10 @@ def parse_args(argv=None):
     ap.add_argument("--trials", type=int, default=None, help="trials per run (default 40; fast 6)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds 0..K-1 per controller (default 5; fast 2)")
     ap.add_argument("--controllers", nargs="+", default=list(CONTROLLERS), choices=CONTROLLERS)
-    ap.add_argument("--objective", default="naswot", choices=("naswot", "tiny-train"))
+    ap.add_argument("--objective", default="naswot", choices=("naswot", "tiny-train", "supernet"))
+    ap.add_argument("--supernet-file", default=str(Path(tempfile.gettempdir()) / "search_bench_supernet.npz"),
+                    help="supernet objective: where the trained supernet is kept (reused when it "
+                         "matches the params)")
     ap.add_argument("--population", type=int, default=None,
                     help="evolution population / policy-gradient batch (default: the params "
                          "file's, 8; fast 3)")
@@ -368,10 +400,16 @@ def main(argv=None) -> dict:
     reference = (0.0, HV_REF_FACTOR * t_target)
     checkpoints = sorted({max(1, round(a.trials * f)) for f in (0.25, 0.5, 0.75, 1.0)})
 
-    data = load_data(a.objective, a.fast)
+    if a.objective == "supernet":
+        from accelnas.search.data import load_proxy
+
+        data = load_proxy(params)
+        fn = SupernetObjective(params, data, Path(a.supernet_file), log=say)
+    else:
+        data = load_data(a.objective, a.fast)
     if a.objective == "naswot":
         fn = NaswotObjective(data)
-    else:
+    elif a.objective == "tiny-train":
         fn = TinyTrainObjective(data, **({"epochs": 1} if a.fast else {}))
     objective = Cached(fn)
     if a.cache:
