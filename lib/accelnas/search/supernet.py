@@ -306,13 +306,18 @@ class Supernet:
                 return loss
         elif name == "apply":
             @tf.function(reduce_retracing=True)
-            def fn(lr, step):  # Adam on the accumulated gradients, then clear them
+            def fn(lr, step):
+                # Lazy Adam on the accumulated gradients, then clear them: only the weights the
+                # step's paths used (non-zero gradient) move. Plain Adam keeps moving a weight with
+                # its stale momentum while other paths run, and the supernet did not learn
+                # (default params, 3 epochs: loss 2.35-2.41 with every weight updated each step).
                 b1, b2 = 0.9, 0.999
                 c1, c2 = 1 - tf.pow(b1, step), 1 - tf.pow(b2, step)
                 for w, g, m, v in zip(self.trainable, self._acc, self._m, self._v):
-                    m.assign(b1 * m + (1 - b1) * g)
-                    v.assign(b2 * v + (1 - b2) * tf.square(g))
-                    w.assign_sub(lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7))
+                    used = tf.not_equal(g, 0.0)
+                    m.assign(tf.where(used, b1 * m + (1 - b1) * g, m))
+                    v.assign(tf.where(used, b2 * v + (1 - b2) * tf.square(g), v))
+                    w.assign_sub(tf.where(used, lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7), 0.0))
                     g.assign(tf.zeros_like(g))
                 return step
         elif name == "calib":
