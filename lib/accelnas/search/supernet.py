@@ -335,17 +335,21 @@ class Supernet:
     # ---- public API ------------------------------------------------------------------------
 
     def paths_for_step(self, rng: np.random.Generator, rule: str) -> list[ArchSpec]:
+        """The paths one training step runs: one random path (uniform), or the largest, the
+        smallest (block types and activations drawn at random) and two random ones (sandwich)."""
         if rule == "uniform":
             return [self.space.sample(rng)]
         if rule == "sandwich":
-            choices = self.space.choices()
-            lo = {k: (v[0] if k.endswith(("_block", "_activation")) else min(v)) for k, v in choices.items()}
-            hi = {k: (v[0] if k.endswith(("_block", "_activation")) else max(v)) for k, v in choices.items()}
-            lo = {**self.space.sample_values(rng), **{k: v for k, v in lo.items() if not k.endswith(("_block", "_activation"))}}
-            hi = {**self.space.sample_values(rng), **{k: v for k, v in hi.items() if not k.endswith(("_block", "_activation"))}}
-            return [self.space.from_values(hi), self.space.from_values(lo),
+            return [self._extreme(rng, max), self._extreme(rng, min),
                     self.space.sample(rng), self.space.sample(rng)]
         raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
+
+    def _extreme(self, rng: np.random.Generator, pick) -> ArchSpec:
+        values = self.space.sample_values(rng)
+        for key, opts in self.space.choices().items():
+            if not key.endswith(("_block", "_activation")):
+                values[key] = pick(opts)
+        return self.space.from_values(values)
 
     def train(self, data, *, epochs: int, batch_size: int = 128, learning_rate: float = 2e-3,
               rule: str = "uniform", seed: int = 0, log=None) -> dict:
