@@ -2,8 +2,10 @@
 
     python benchmarks/train_bench.py [--params params/default.yaml] [--screened 4] [--json]
 
-Prints one line per training (accuracy, wall and CPU seconds, images/s, proxy MACs and params) and
-how many trainings fit a search budget; ``--json`` prints one JSON object instead.
+Prints this machine's dense float32 matmul rate (the ceiling), then one line per training
+(accuracy, wall and CPU seconds, images/s, proxy MACs and params, achieved GFLOP/s = 6 x MACs x
+images/s, and its share of the matmul rate) and how many trainings fit a search budget; ``--json``
+prints one JSON object instead.
 """
 from __future__ import annotations
 
@@ -29,6 +31,28 @@ from accelnas.search.train import (DEFAULT_LEARNING_RATE, OPTIMIZERS, TrainingDi
 from accelnas.search.tuner import setup  # noqa: E402
 from accelnas.space import zoo  # noqa: E402
 from accelnas.space.search_space import SearchSpace  # noqa: E402
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 30) -> float:
+    """This machine's dense float32 matmul rate in TensorFlow, GFLOP/s (the best of ``repeats``
+    n x n products after a warm-up): the ceiling a training's achieved rate is compared with."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((n, n), seed=(1, 2))
+    b = tf.random.stateless_normal((n, n), seed=(3, 4))
+    mm = tf.function(lambda x, y: tf.linalg.matmul(x, y))
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t)
+    return 2.0 * n ** 3 / best / 1e9
+
+
+def achieved_gflops(macs_per_image: float, images_per_s: float) -> float:
+    """Training FLOP rate: forward 2 x MACs per image, backward about twice the forward."""
+    return 6.0 * macs_per_image * images_per_s / 1e9
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         archs += kept
     rows = []
     stream = sys.stderr if args.json else sys.stdout  # progress lines; JSON alone on stdout
+    limit = matmul_gflops()
+    print(f"dense matmul (1024 x 1024, float32, TensorFlow): {limit:.1f} GFLOP/s on this machine",
+          flush=True, file=stream)
     for a in archs:
         cpu0 = time.process_time()
         try:
@@ -94,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "train_accuracy": r.train_accuracy, "wall_s": r.wall_s, "fit_s": r.fit_s,
                    "cpu_s": time.process_time() - cpu0,
                    "train_images_per_s": r.train_images_per_s, "proxy_params": r.params,
-                   "proxy_macs": r.macs, "arch": a.encode()}
+                   "proxy_macs": r.macs, "arch": a.encode(),
+                   "achieved_gflops": achieved_gflops(r.macs, r.train_images_per_s)}
         except TrainingDiverged as e:
             row = {"name": a.name, "status": "diverged", "reason": str(e), "arch": a.encode()}
         rows.append(row)
@@ -102,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{row['name']:24s} acc {row['accuracy']:.3f} (train {row['train_accuracy']:.3f})"
                   f"  {row['wall_s']:6.1f} s wall  {row['cpu_s']:6.1f} s cpu  "
                   f"{row['train_images_per_s']:5.0f} img/s  {row['proxy_macs'] / 1e6:6.1f} M MACs"
-                  f"  {row['proxy_params'] / 1e6:5.2f} M params", flush=True, file=stream)
+                  f"  {row['proxy_params'] / 1e6:5.2f} M params  {row['achieved_gflops']:5.1f} GFLOP/s "
+                  f"({row['achieved_gflops'] / limit:.0%} of matmul)", flush=True, file=stream)
         else:
             print(f"{row['name']:24s} {row['reason']}", flush=True, file=stream)
     done = [r for r in rows if r["status"] == "completed"]
@@ -114,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "val_images": int(len(data.y_val)), "load_s": load_s, "rows": rows,
            "mean_wall_s": mean_wall,
            "trainings_in_budget": int(args.budget_s // mean_wall) if done else 0,
-           "budget_s": args.budget_s, "cpu_count": os.cpu_count(),
+           "budget_s": args.budget_s, "cpu_count": os.cpu_count(), "matmul_gflops": limit,
            "load_average": list(os.getloadavg())}
     if args.json:
         print(json.dumps(out, default=float))
