@@ -1,7 +1,8 @@
 """How far the stage-1 ranking can be trusted: stage-1 evaluators against a longer stage-2 training.
 
     python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12]
-        [--stage2-subset 6000] [--stage2-epochs 6] [--seeds 0,1] [--no-standalone] [--json]
+        [--stage2-subset 6000] [--stage2-epochs 6] [--seeds 0,1] [--no-standalone]
+        [--set supernet.epochs=30] [--json]
 
 Correlation candidates: ``--candidates`` architectures of the params' search space (target
 accelerator's exclusions) that pass the search's screen, spread over the latency range (sorted by
@@ -115,6 +116,8 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default="0,1", help="stage-2 seeds")
     ap.add_argument("--no-standalone", action="store_true", help="skip the stand-alone proxy scores")
     ap.add_argument("--supernet-file", default=None, help="reuse/save the trained supernet here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a params key (dotted, YAML value), e.g. --set supernet.epochs=30")
     ap.add_argument("--json", action="store_true")
     return ap.parse_args(argv)
 
@@ -125,6 +128,13 @@ def main(argv=None) -> dict:
 
     args = parse_args(argv)
     params = P.load(args.params)
+    if args.set:
+        import yaml
+
+        pairs = [s.split("=", 1) for s in args.set]
+        if any(len(kv) != 2 for kv in pairs):
+            raise SystemExit("--set wants KEY=VALUE, e.g. --set supernet.epochs=30")
+        params = P.override(params, {k: yaml.safe_load(v) for k, v in pairs}, source="--set")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     say = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else print
     su = setup(params)
