@@ -1,7 +1,7 @@
 """What slows weight-sharing training: the supernet trained with one group of decisions varied.
 
     python benchmarks/supernet_bench.py [--params params/default.yaml] [--epochs 3]
-        [--groups fixed,kernel,width,depth,block,all] [--eval 6] [--json]
+        [--groups fixed,kernel,width,depth,block,all] [--rule uniform|sandwich] [--eval 6] [--json]
 
 For each group, a fresh supernet (`accelnas.search.supernet`, the params' space and proxy data) is
 trained ``--epochs`` epochs where every step's path is one fixed architecture (a seeded sample of
@@ -9,7 +9,7 @@ the space) except the group's decisions, which are drawn at random per step:
 
 * ``fixed``: nothing varies (a stand-alone training of that architecture through the supernet);
 * ``kernel``, ``width`` (channels and expansion), ``depth`` (repeats and activation), ``block``
-  (block type per stage), ``all`` (the uniform rule of the search).
+  (block type per stage), ``all`` (the search's own path rule: ``--rule`` uniform or sandwich).
 
 Printed per group: the final training loss (mean over the last epoch; ln 10 = 2.303 is chance on
 10 classes), images/s after the first epoch, and the mean validation accuracy of ``--eval`` random
@@ -44,6 +44,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--groups", default=",".join(GROUPS))
     ap.add_argument("--eval", type=int, default=6, help="random subnets evaluated per group")
+    ap.add_argument("--rule", default="uniform", choices=("uniform", "sandwich"),
+                    help="path rule of group 'all' (the others vary one group on one path per step)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     params = P.load(a.params)
@@ -63,10 +65,12 @@ def main(argv=None) -> dict:
             return [space.from_values({k: (v[k] if k.endswith(suffixes) and suffixes else base[k])
                                        for k in base})]
 
-        net.paths_for_step = paths
+        if group != "all":
+            net.paths_for_step = paths
         losses = []
         rec = net.train(data, epochs=a.epochs, batch_size=params["proxy"]["batch_size"],
-                        seed=params["seed"], log=lambda m: losses.append(float(m.rsplit(" ", 1)[1])))
+                        rule=a.rule if group == "all" else "uniform", seed=params["seed"],
+                        log=lambda m: losses.append(float(m.rsplit(" ", 1)[1])))
         rng = np.random.default_rng(1)
         accs = [net.evaluate(space.sample(rng), data, calib_images=params["supernet"]["calib_images"])["accuracy"]
                 for _ in range(a.eval)]
@@ -77,7 +81,7 @@ def main(argv=None) -> dict:
         say(f"{group:7s} final loss {rec['final_loss']:.3f} (per epoch {[round(x, 3) for x in losses]}); "
             f"{rec['images_per_s']:.0f} images/s incl. tracing; random subnets' accuracy "
             f"{np.mean(accs) if accs else float('nan'):.3f}")
-    result = {"params": a.params, "epochs": a.epochs, "train_images": int(len(data.y_train)),
+    result = {"params": a.params, "epochs": a.epochs, "rule_of_all": a.rule, "train_images": int(len(data.y_train)),
               "groups": out, "cpu_count": os.cpu_count()}
     if a.json:
         print(json.dumps(result))
