@@ -59,12 +59,15 @@ class StageDims:
     mid: int        # largest expanded channels (over both first and later repeats)
 
 
-def _max_arch(space: SearchSpace) -> ArchSpec:
+def _extreme(space: SearchSpace, pick, values: Mapping[str, Any] | None = None) -> ArchSpec:
+    """``values`` (default: each decision's first choice) with every numeric decision set to
+    ``pick`` (max or min) of its choices; block types and activations stay as given."""
     choices = space.choices()
-    values = {}
+    values = dict(values or {k: v[0] for k, v in choices.items()})
     for key, opts in choices.items():
-        values[key] = opts[0] if key.endswith("_block") or key.endswith("_activation") else max(opts)
-    return space.from_values(values, name="max")
+        if not key.endswith(("_block", "_activation")):
+            values[key] = pick(opts)
+    return space.from_values(values)
 
 
 class Supernet:
@@ -93,7 +96,7 @@ class Supernet:
                           num_classes=int(num_classes), min_feature=int(min_feature))
         self.types = tuple(t for t in TYPES if t in space.block_types)
         self.acts = tuple(a for a in ACTS if a in set(space.activations) | {space.activation})
-        big = self._proxy(_max_arch(space))
+        big = self._proxy(_extreme(space, max))
         self.stem_channels = big.stem.out_channels
         self.stem_stride = big.stem.stride
         self.head_channels = big.head_channels
@@ -108,6 +111,8 @@ class Supernet:
         self.seed = int(seed)
         self._build_variables()
         self._fns: dict = {}
+        self._cache: dict = {}
+        self._cache_data = None
         self.history: list[dict] = []
 
     # ---- the candidate as tensors ----------------------------------------------------------
@@ -340,16 +345,10 @@ class Supernet:
         if rule == "uniform":
             return [self.space.sample(rng)]
         if rule == "sandwich":
-            return [self._extreme(rng, max), self._extreme(rng, min),
+            rand = self.space.sample_values
+            return [_extreme(self.space, max, rand(rng)), _extreme(self.space, min, rand(rng)),
                     self.space.sample(rng), self.space.sample(rng)]
         raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
-
-    def _extreme(self, rng: np.random.Generator, pick) -> ArchSpec:
-        values = self.space.sample_values(rng)
-        for key, opts in self.space.choices().items():
-            if not key.endswith(("_block", "_activation")):
-                values[key] = pick(opts)
-        return self.space.from_values(values)
 
     def train(self, data, *, epochs: int, batch_size: int = 128, learning_rate: float = 2e-3,
               rule: str = "uniform", seed: int = 0, log=None) -> dict:
@@ -396,23 +395,37 @@ class Supernet:
         self.history.append(rec)
         return rec
 
+    def _batches(self, data, split: str, n: int | None, batch_size: int, sample_seed: int | None):
+        """Normalized batches (no augmentation) of ``n`` images of a split (None: all): a seeded
+        random sample when ``sample_seed`` is given, else the first ``n``. Prepared once per data
+        set and kept: every candidate is calibrated and scored on the same images."""
+        from accelnas.search.data import make_pipeline
+
+        if self._cache_data is not data:  # another data set: drop the batches of the last one
+            self._cache, self._cache_data = {}, data
+        key = (split, n, batch_size, sample_seed)
+        if key not in self._cache:
+            x, y = data.split(split)
+            if len(x) == 0:
+                raise ValueError(f"the {split!r} split of {data.source} is empty")
+            count = len(x) if n is None else min(int(n), len(x))
+            idx = (np.sort(np.random.default_rng([sample_seed, 11]).choice(len(x), count, replace=False))
+                   if sample_seed is not None else np.arange(count))
+            ds = make_pipeline(x[idx], y[idx], batch_size=batch_size, resolution=self.proxy["resolution"],
+                               training=False, seed=0, augment=False, cache=False,
+                               mean=data.mean, std=data.std)
+            self._cache[key] = [(xb, np.asarray(yb)) for xb, yb in ds]
+        return self._cache[key]
+
     def calibrate(self, arch: ArchSpec, data, *, images: int = 256, batch_size: int = 256,
                   seed: int = 0) -> None:
         """Recalibrate every BatchNorm on the candidate's path: the average of the batch statistics
         of ``images`` training images (a seeded sample, no augmentation)."""
         import tensorflow as tf
 
-        from accelnas.search.data import make_pipeline
-
-        x, y = data.split("train")
-        n = min(int(images), len(x))
-        idx = np.sort(np.random.default_rng([seed, 11]).choice(len(x), size=n, replace=False))
-        ds = make_pipeline(x[idx], y[idx], batch_size=batch_size, resolution=self.proxy["resolution"],
-                           training=False, seed=seed, augment=False, cache=False,
-                           mean=data.mean, std=data.std)
         enc = self.encode(arch)
         fn = self._fn("calib")
-        for k, (xb, _) in enumerate(ds, start=1):
+        for k, (xb, _) in enumerate(self._batches(data, "train", images, batch_size, seed), start=1):
             fn(xb, enc["stages"], enc["act"], tf.constant(1.0 / k))
 
     def predict(self, arch: ArchSpec, images) -> np.ndarray:
@@ -428,27 +441,14 @@ class Supernet:
         ``images`` of it; None: all) with inherited weights after BatchNorm recalibration."""
         t0 = time.perf_counter()
         self.calibrate(arch, data, images=calib_images, seed=seed)
-        x, y = data.split(split)
-        if images is not None:
-            x, y = x[:images], y[:images]
-        if len(x) == 0:
-            raise ValueError(f"the {split!r} split of {data.source} is empty")
-        ds = data.pipeline(split, batch_size=batch_size, resolution=self.proxy["resolution"],
-                           training=False) if images is None else None
         enc = self.encode(arch)
         fn = self._fn("eval")
-        correct = 0
-        if ds is None:
-            from accelnas.search.data import make_pipeline
-
-            ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
-                               training=False, seed=seed, augment=False, cache=False,
-                               mean=data.mean, std=data.std)
-        for xb, yb in ds:
-            logits = fn(xb, enc["stages"], enc["act"]).numpy()
-            correct += int((logits.argmax(1) == np.asarray(yb)).sum())
-        return {"accuracy": correct / len(x), "eval_s": time.perf_counter() - t0,
-                "eval_images": int(len(x)), "calib_images": int(calib_images)}
+        correct = total = 0
+        for xb, yb in self._batches(data, split, images, batch_size, None):
+            correct += int((fn(xb, enc["stages"], enc["act"]).numpy().argmax(1) == yb).sum())
+            total += len(yb)
+        return {"accuracy": correct / total, "eval_s": time.perf_counter() - t0,
+                "eval_images": int(total), "calib_images": int(calib_images)}
 
     # ---- export and persistence --------------------------------------------------------------
 
