@@ -297,3 +297,42 @@ def test_supernet_evaluator_scores_trials_and_is_reused(smoke, tmp_path):
     assert len(df) == 5
     assert any(line.startswith("supernet: reusing") for line in lines)
     assert not any(line.startswith("supernet: trained") for line in lines)
+    # one search per accelerator: the supernet is loaded once and shared by both searches
+    from accelnas.search.tuner import run_searches
+
+    lines.clear()
+    df = run_searches(params_mod.override(p, {"search.trials": 5, "search.per_accelerator": True}),
+                      tmp_path, progress=False, log=lines.append)
+    assert set(df.target) == {"coral", "pixel4"} and (df.status == "completed").sum() >= 6
+    assert sum(line.startswith("supernet: reusing") for line in lines) == 1
+
+
+def test_per_accelerator_searches_target_each_accelerator(smoke, tmp_path):
+    """search.per_accelerator: one search per accelerator, each rewarded by its own latency and
+    target; best_archs.json ranks each accelerator's architectures from its own search."""
+    from accelnas.search.reward import mnas_reward
+    from accelnas.search.trials import best_archs_record, for_target, rescore
+    from accelnas.search.tuner import run_searches, search_targets
+
+    p = params_mod.override(smoke, {"search.population": 2, "search.sample_size": 2,
+                                     "search.per_accelerator": True, "search.trials": 4})
+    assert search_targets(p) == ["coral", "pixel4"]
+    assert search_targets(params_mod.override(p, {"target_accelerator": "pixel4"})) == ["pixel4", "coral"]
+    assert search_targets(smoke) == ["coral"]
+    df = run_searches(p, tmp_path, train_fn=macs_objective, progress=False, log=None)
+    assert sorted(p.name for p in (tmp_path / "search").iterdir() if p.is_dir()) == ["evolution", "evolution@pixel4"]
+    assert df.groupby("controller").target.unique().map(list).to_dict() == {
+        "evolution": ["coral"], "evolution@pixel4": ["pixel4"]}
+    done = df[df.status == "completed"]
+    assert len(done) == 8
+    s = p["search"]
+    for acc, g in done.groupby("target"):
+        want = mnas_reward(g.accuracy.to_numpy(), g[f"latency_ms_{acc}"].to_numpy(),
+                           s["target_latency_ms"][acc], s["alpha"], s["beta"])
+        assert np.allclose(g.reward, want)
+    assert len(for_target(df, "pixel4")) == 4 and len(for_target(df, "nowhere")) == 8
+    rec = best_archs_record(rescore(df, p), ["coral", "pixel4"], top=8, target="coral")
+    assert {r["controller"] for r in rec["by_reward"]} == {"evolution"}
+    assert {r["controller"] for r in rec["by_reward_pixel4"]} == {"evolution@pixel4"}
+    with pytest.raises(ValueError, match="target_latency_ms"):
+        run_search(p, tmp_path, target="tpu9", train_fn=macs_objective, progress=False, log=None)

@@ -96,7 +96,8 @@ def _add_search(sub) -> None:
     p = sub.add_parser("search", help="run or resume the architecture search of a params file",
                        description="Run (or resume) the search phase alone (what notebook 03 "
                                    "runs): trials land in OUTPUTS/<run_name>/search/<controller>/ "
-                                   "and OUTPUTS/<run_name>/trials.parquet. Distributed: start the "
+                                   "(and <controller>@<accelerator>/ per other target with "
+                                   "search.per_accelerator) and OUTPUTS/<run_name>/trials.parquet. Distributed: start the "
                                    "same command with KERASTUNER_TUNER_ID=chief and tuner0, tuner1, "
                                    "... and KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set.")
     p.add_argument("params", metavar="PARAMS", help="params YAML, e.g. params/default.yaml")
@@ -114,14 +115,14 @@ def _add_search(sub) -> None:
 
 def _cmd_search(args) -> int:
     from accelnas import params as params_mod
-    from accelnas.search.tuner import run_search
+    from accelnas.search.tuner import run_searches
 
     p = params_mod.load(args.params)
     if args.overrides:
         p = params_mod.override(p, parse_set(args.overrides))
     run_dir = Path(args.outputs) / p["run_name"]
-    frame = run_search(p, run_dir, controller=args.controller, overwrite=args.overwrite,
-                       progress=not args.quiet, log=None if args.quiet else print)
+    frame = run_searches(p, run_dir, controller=args.controller, overwrite=args.overwrite,
+                         progress=not args.quiet, log=None if args.quiet else print)
     done = int((frame.status == "completed").sum()) if len(frame) else 0
     print(f"done: {run_dir / 'trials.parquet'} ({len(frame)} trials, {done} completed)")
     return EXIT_OK

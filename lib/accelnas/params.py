@@ -110,6 +110,9 @@ SCHEMA: dict = {
         "evaluator": Key(str, "standalone", "stage-1 score of a candidate: standalone (its proxy "
                      "trained from scratch) or supernet (its subnet of a weight-sharing supernet "
                      "trained once, section supernet)", choices=("standalone", "supernet")),
+        "per_accelerator": Key(bool, False, "also search once per other accelerator of accelerators "
+                               "with it as the target (project <controller>@<name>; stage-1 scores "
+                               "shared): each accelerator's own block choices"),
         "latency_cap": Key(float, 2.0, "reject before training a candidate slower than latency_cap "
                            "x T on any accelerator the reward uses (0: no cap)", min=0),
         "learning_rate": Key(float, 1.0, "policy_gradient: step size of the REINFORCE update on "
@@ -128,6 +131,15 @@ SCHEMA: dict = {
                             **_POS_INT),
         "eval_images": Key(int, 0, "validation images that score a candidate (0: the whole "
                                    "validation split)", min=0),
+    },
+    "stage2": {
+        "finalists": Key(int, 3, "best distinct stage-1 candidates of the target's search trained "
+                                 "again at stage 2 with every report seed; the best by stage-2 "
+                                 "reward is the searched model", **_POS_INT),
+        "subset": Key(int, 10000, "training images of every stage-2 training (finalists, scaled "
+                                  "variants, baselines)", **_POS_INT),
+        "epochs": Key(int, 6, "epochs of every stage-2 training", **_POS_INT),
+        "width_mult": Key(float, 0.5, "width multiplier of stage-2 trainings", gt=0, max=4),
     },
     "latency": {
         "method": Key(str, "apm", "latency estimator used in the search loop",

@@ -19,8 +19,9 @@ from accelnas.search.reward import mnas_reward
 from accelnas.space import blocks
 from accelnas.space.arch import ArchSpec, decode_arch
 
-SEARCH_DIR = "search"  # keras-tuner projects: run_dir/search/<controller>/
+SEARCH_DIR = "search"  # keras-tuner projects: run_dir/search/<controller>[@<target>]/
 RESULT_FILE = "result.json"
+CONFIG_FILE = "search_config.json"  # per project: the params that define its search
 
 
 def read_result(trial_dir: Path) -> dict | None:
@@ -29,8 +30,9 @@ def read_result(trial_dir: Path) -> dict | None:
 
 
 def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
-    """One row per trial of every project under ``search_dir`` (``run_dir/search``): controller,
-    trial_id, status (completed / failed / running), reason, arch, accuracy, latency_ms_<acc>,
+    """One row per trial of every project under ``search_dir`` (``run_dir/search``): controller
+    (the project: ``<controller>`` or ``<controller>@<target>``), target (the accelerator its reward
+    targets), trial_id, status (completed / failed / running), reason, arch, accuracy, latency_ms_<acc>,
     reward, wall_s, finished (completion rank within its project), best_reward_so_far."""
     rows = []
     for project in sorted(Path(search_dir).glob("*")):
@@ -38,6 +40,8 @@ def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
         if not oracle_file.exists():
             continue
         end_order = json.loads(oracle_file.read_text()).get("end_order", [])
+        cfg_file = project / CONFIG_FILE
+        target = json.loads(cfg_file.read_text()).get("target_accelerator") if cfg_file.exists() else None
         rank = {tid: i for i, tid in enumerate(end_order)}
         for tdir in sorted(project.glob("trial_*")):
             tj = tdir / "trial.json"
@@ -47,7 +51,7 @@ def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
             rec = read_result(tdir) or {}
             status = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(
                 t.get("status"), "running")
-            row = {"controller": project.name, "trial_id": t["trial_id"], "status": status,
+            row = {"controller": project.name, "target": target, "trial_id": t["trial_id"], "status": status,
                    "reason": rec.get("reason") or (_first_error(t.get("message")) if status == "failed" else None),
                    "arch": rec.get("arch"), "accuracy": rec.get("accuracy"), "reward": rec.get("reward"),
                    "wall_s": rec.get("wall_s"), "tuner_id": rec.get("tuner_id"),
@@ -73,6 +77,14 @@ def _first_error(message: str | None) -> str | None:
         return None
     lines = [ln for ln in message.strip().splitlines() if ln.strip()]
     return lines[-1][:300] if lines else None
+
+
+def for_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The trials of the searches that targeted ``target``; all trials when none did (ranked by
+    ``reward_<target>`` of `rescore`, they say which of them that accelerator would prefer)."""
+    if "target" in frame and (frame["target"] == target).any():
+        return frame[frame["target"] == target]
+    return frame
 
 
 def best_archs(frame: pd.DataFrame, n: int = 5, by: str = "reward") -> pd.DataFrame:
@@ -143,18 +155,20 @@ BEST_ARCHS_FILE = "best_archs.json"
 BEST_COLUMNS = ("controller", "trial_id", "accuracy", "reward", "arch")
 
 
-def best_archs_record(frame: pd.DataFrame, accelerators, top: int = 5) -> dict:
+def best_archs_record(frame: pd.DataFrame, accelerators, top: int = 5, target: str | None = None) -> dict:
     """What ``best_archs.json`` holds: the ``top`` completed trials by the search reward
-    (``by_reward``) and, per accelerator with a ``reward_<name>`` column (`rescore`), by its own
-    reward (``by_reward_<name>``); each a list of records (controller, trial_id, accuracy,
-    latency_ms_<acc>..., reward, arch), best first."""
+    (``by_reward``; of the search that targeted ``target`` when given) and, per accelerator with a
+    ``reward_<name>`` column (`rescore`), by its own reward among the trials of its own search, or
+    of all searches when none targeted it (``by_reward_<name>``, `for_target`); each a list of
+    records (controller, trial_id, accuracy, latency_ms_<acc>..., reward, arch), best first."""
     names = [getattr(a, "name", a) for a in accelerators]
     cols = [c for c in (*BEST_COLUMNS[:3], *(f"latency_ms_{n}" for n in names), *BEST_COLUMNS[3:])
             if c in frame]
-    out = {"by_reward": best_archs(frame, top)[cols].to_dict("records")}
+    main = for_target(frame, target) if target else frame
+    out = {"by_reward": best_archs(main, top)[cols].to_dict("records")}
     for n in names:
         if f"reward_{n}" in frame:
-            out[f"by_reward_{n}"] = best_archs(frame, top, by=f"reward_{n}")[cols].to_dict("records")
+            out[f"by_reward_{n}"] = best_archs(for_target(frame, n), top, by=f"reward_{n}")[cols].to_dict("records")
     return out
 
 

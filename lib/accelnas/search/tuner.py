@@ -40,10 +40,9 @@ from accelnas.io import write_json, write_parquet
 from accelnas.search.oracles import ArchOracle, make_oracle
 from accelnas.search.screen import Screen
 from accelnas.search.reward import multi_reward, used_accelerators
-from accelnas.search.trials import RESULT_FILE, SEARCH_DIR, read_result, trials_frame
+from accelnas.search.trials import CONFIG_FILE, RESULT_FILE, SEARCH_DIR, read_result, trials_frame
 from accelnas.space.search_space import SearchSpace
 
-CONFIG_FILE = "search_config.json"
 # params sections that define a search; a project on disk searched with others is not resumed
 _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search_space", "proxy",
                 "latency", "supernet")
@@ -245,11 +244,45 @@ def _diff_keys(a, b, prefix=""):
         yield prefix.rstrip(".")
 
 
+def search_targets(params: Mapping) -> list[str]:
+    """The accelerators searched as targets: ``target_accelerator``, then (``search.per_accelerator``)
+    every other accelerator of ``accelerators``."""
+    first = params["target_accelerator"]
+    if not params["search"].get("per_accelerator"):
+        return [first]
+    names = [a.name for a in load_accelerators(params["accelerators"])]
+    return [first, *[n for n in names if n != first]]
+
+
+def run_searches(params: Mapping, run_dir: str | os.PathLike, **kwargs) -> pd.DataFrame:
+    """`run_search` once per target of `search_targets` (the keyword arguments go to each), the
+    data set and the stage-1 evaluator shared: a supernet is trained once and a candidate it
+    scored for one target is not scored again for the next. Returns the trials of all of them."""
+    shared: dict = {}
+    frames = [run_search(params, run_dir, target=t, shared=shared, **kwargs) for t in search_targets(params)]
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else trials_frame(Path(run_dir) / SEARCH_DIR)
+
+
+def _memo(fn):
+    """``fn(arch, data, seed)`` remembered by architecture (a deterministic stage-1 score)."""
+    seen: dict = {}
+
+    def score(arch: ArchSpec, data, seed: int) -> dict:
+        key = arch.replace(name="model").encode()
+        if key not in seen:
+            seen[key] = fn(arch, data, seed)
+        return dict(seen[key])
+    return score
+
+
 def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str | None = None,
                seed: int | None = None, trials: int | None = None, data=None, train_fn=None,
                overwrite: bool = False, progress: bool = True,
-               log: Callable[[str], None] | None = print, space: SearchSpace | None = None) -> pd.DataFrame:
-    """Run (or resume) the search of ``params`` under ``run_dir/search/<controller>/``.
+               log: Callable[[str], None] | None = print, space: SearchSpace | None = None,
+               target: str | None = None, shared: dict | None = None) -> pd.DataFrame:
+    """Run (or resume) the search of ``params`` under ``run_dir/search/<controller>/``
+    (``<controller>@<target>/`` for a ``target`` other than the params' ``target_accelerator``).
 
     Args:
         params: validated params (`accelnas.params.load`).
@@ -262,15 +295,25 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         progress: show a tqdm bar.
         log: called with one line per finished trial (None: quiet).
         space: the search space (default: built from params; notebook 03 passes notebook 01's).
+        target: the accelerator whose latency the reward uses (default ``target_accelerator``).
+        shared: a dict kept between calls (`run_searches`): the loaded data and the evaluator.
 
     Returns:
         `trials_frame` of this project (also written to ``run_dir/trials.parquet`` for all
         projects under ``run_dir/search``).
     """
+    main_target = params["target_accelerator"]
+    if target is not None and target != main_target:
+        if target not in params["search"]["target_latency_ms"]:
+            raise ValueError(f"target {target!r} has no search.target_latency_ms entry; "
+                             f"accelerators with one: {', '.join(params['search']['target_latency_ms'])}")
+        params = {**params, "target_accelerator": target}
+    shared = {} if shared is None else shared
     su = setup(params, controller=controller, seed=seed, trials=trials, space=space)
     ctrl = su.oracle.controller
+    name = ctrl if params["target_accelerator"] == main_target else f"{ctrl}@{params['target_accelerator']}"
     directory = Path(run_dir) / SEARCH_DIR
-    project = directory / ctrl
+    project = directory / name
     cfg = search_config(params, ctrl)
     cfg["seed"] = su.oracle.search_seed  # the seed argument overrides params' seed
     if not overwrite:
@@ -279,11 +322,12 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=su.oracle.max_trials, desc=f"search ({ctrl})", unit="trial")
+        bar = tqdm(total=su.oracle.max_trials, desc=f"search ({ctrl}, {params['target_accelerator']})",
+                   unit="trial")
     su.oracle.verbose = 0  # keras-tuner's own per-trial tables; `log` prints one line instead
     tuner = NASTuner(su.oracle, screen=su.screen, reward=su.reward,
                      train_fn=train_fn or proxy_trainer(params["proxy"]), seed=su.oracle.search_seed,
-                     progress=bar, log=log, directory=str(directory), project_name=ctrl,
+                     progress=bar, log=log, directory=str(directory), project_name=name,
                      overwrite=overwrite)
     write_json(project / CONFIG_FILE, cfg)
     done = len(tuner.oracle.end_order) if hasattr(tuner.oracle, "end_order") else 0
@@ -295,19 +339,22 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         if data is None and not is_chief:
             from accelnas.search.data import load_proxy
 
-            data = load_proxy(params)
+            data = shared["data"] = shared.get("data") or load_proxy(params)
         if train_fn is None and params["search"]["evaluator"] == "supernet" and not is_chief:
             from accelnas.search.supernet import SUPERNET_FILE, supernet_evaluator, trained_supernet
 
-            net = trained_supernet(su.space, params, data, directory / SUPERNET_FILE, log=log)
-            tuner.train_fn = supernet_evaluator(net, params)
+            if "supernet" not in shared:
+                net = trained_supernet(su.space, params, data, directory / SUPERNET_FILE, log=log)
+                shared["supernet"] = _memo(supernet_evaluator(net, params))
+            tuner.train_fn = shared["supernet"]
         tuner.search(data)
     if bar is not None:
         bar.close()
     frame = trials_frame(directory)
     if not frame.empty:
         write_parquet(Path(run_dir) / "trials.parquet", frame)
-    return frame[frame.controller == ctrl].reset_index(drop=True) if not frame.empty else frame
+    return frame[frame.controller == name].reset_index(drop=True) if not frame.empty else frame
 
 
-__all__ = ["NASTuner", "SearchSetup", "setup", "run_search", "proxy_trainer", "search_config"]
+__all__ = ["NASTuner", "SearchSetup", "setup", "run_search", "run_searches", "search_targets",
+           "proxy_trainer", "search_config"]
