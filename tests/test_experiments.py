@@ -91,3 +91,42 @@ def test_the_same_architecture_under_another_name_is_not_trained_again(tmp_path)
     df = train_models([("b", "searched", a.replace(name="other"))], None, PROXY, [0], run_dir=tmp_path,
                       dataset="synthetic", progress=False, log=None, train_fn=fake_train(calls))
     assert len(calls) == 1 and df.name.iloc[0] == "b" and df.status.iloc[0] == "completed"
+
+
+def test_kept_models_are_saved_and_a_lost_file_is_trained_again(tmp_path):
+    """keep: the trained models of those kinds are saved (weights/<key>.keras); a cached training
+    whose file is gone is trained again, a kind not kept is not."""
+    calls = []
+    inner = fake_train(calls)
+
+    def saving(arch, data, *, seed, save_path=None, **kw):
+        if save_path is not None:
+            save_path.parent.mkdir(parents=True, exist_ok=True)
+            save_path.write_bytes(b"model")
+        return inner(arch, data, seed=seed, **kw)
+    models = [("found", "searched", zoo.get("mobilenet_edgetpu")), MODELS[0]]
+    kw = dict(run_dir=tmp_path, dataset="synthetic", progress=False, log=None, train_fn=saving,
+              keep=("searched",))
+    df = train_models(models, None, PROXY, [0], **kw)
+    w = df.set_index("name").weights
+    assert w["found"].startswith("weights/") and (tmp_path / w["found"]).is_file()
+    assert not isinstance(w["v3s"], str)
+    train_models(models, None, PROXY, [0], **kw)
+    assert len(calls) == 2  # both cached
+    (tmp_path / w["found"]).unlink()
+    train_models(models, None, PROXY, [0], **kw)
+    assert len(calls) == 3 and calls[-1][0] == "mobilenet_edgetpu"
+    # the same architecture under another name and kind reuses the training and its file
+    again = train_models([("searched", "searched", zoo.get("mobilenet_edgetpu"))], None, PROXY, [0], **kw)
+    assert len(calls) == 3 and again.weights.iloc[0] == w["found"]
+
+
+def test_stage2_budget_takes_stage2_images_epochs_and_width():
+    from accelnas import params as params_mod
+    from accelnas.search.trainings import stage2_budget
+
+    p = params_mod.load_dict({"proxy": {"subset": 3000, "epochs": 3, "width_mult": 0.5, "val_images": 700},
+                              "stage2": {"subset": 9000, "epochs": 7, "width_mult": 0.75}})
+    b = stage2_budget(p)
+    assert (b["subset"], b["epochs"], b["width_mult"]) == (9000, 7, 0.75)
+    assert (b["val_images"], b["resolution"], b["batch_size"]) == (700, p["proxy"]["resolution"], p["proxy"]["batch_size"])

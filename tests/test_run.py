@@ -22,11 +22,11 @@ def test_every_artifact_has_a_writer_and_known_notebooks():
         assert set(a.writers + a.readers) <= set(NOTEBOOKS) | {"runner"}
     # what one notebook writes, a later one reads (except the report's end products)
     unread = {a.name for a in ARTIFACTS.values() if not a.readers}
-    assert unread == {"samples", "apm_vs_sim", "search", "scaling_grid", "comparison", "dominance",
-                      "models", "executed", "manifest", "report"}
+    assert unread == {"samples", "apm_vs_sim", "search", "finalists", "scaling_grid", "comparison",
+                      "dominance", "models", "executed", "manifest", "report"}
     for a in ARTIFACTS.values():
         assert all(r >= min(a.writers) for r in a.readers), f"{a.name} is read before it is written"
-    assert [a.name for a in inputs_of("03")] == ["space"]
+    assert [a.name for a in inputs_of("03")] == ["space", "trained"]
     assert {a.name for a in outputs_of("02")} == {"latency_validation", "latency_models", "apm_vs_sim"}
 
 
@@ -80,8 +80,9 @@ def test_reads_and_writes_follow_the_declarations(run03):
     run03.write("trials", frame)
     pd.testing.assert_frame_equal(run03.read("trials"), frame)
     table = run03.describe()
-    assert list(table.file) == ["space.json", "search/", "trials.parquet", "best_archs.json"]
-    assert list(table.present) == [False, False, True, True]
+    assert list(table.file) == ["space.json", "search/", "trials.parquet", "best_archs.json", "finalists.parquet",
+                                "trained.parquet", "weights/"]
+    assert list(table.present) == [False, False, True, True, False, False, False]
 
 
 def test_folder_artifacts_and_space_fallback(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from accelnas import params as params_mod
+from accelnas.space.arch import decode_arch as decode
 from accelnas.space.graph import from_arch
 from accelnas.search.trials import best_arch, trials_frame
 from accelnas.search.tuner import run_search, setup
@@ -318,7 +319,7 @@ def test_per_accelerator_searches_target_each_accelerator(smoke, tmp_path):
                                      "search.per_accelerator": True, "search.trials": 4})
     assert search_targets(p) == ["coral", "pixel4"]
     assert search_targets(params_mod.override(p, {"target_accelerator": "pixel4"})) == ["pixel4", "coral"]
-    assert search_targets(smoke) == ["coral"]
+    assert search_targets(params_mod.override(smoke, {"search.per_accelerator": False})) == ["coral"]
     df = run_searches(p, tmp_path, train_fn=macs_objective, progress=False, log=None)
     assert sorted(p.name for p in (tmp_path / "search").iterdir() if p.is_dir()) == ["evolution", "evolution@pixel4"]
     assert df.groupby("controller").target.unique().map(list).to_dict() == {
@@ -336,3 +337,32 @@ def test_per_accelerator_searches_target_each_accelerator(smoke, tmp_path):
     assert {r["controller"] for r in rec["by_reward_pixel4"]} == {"evolution@pixel4"}
     with pytest.raises(ValueError, match="target_latency_ms"):
         run_search(p, tmp_path, target="tpu9", train_fn=macs_objective, progress=False, log=None)
+
+
+def test_finalists_ranked_by_stage2_and_searched_model_is_the_stage2_winner(smoke):
+    """Stage 2: the best distinct stage-1 candidates of the target's search, re-ranked by the
+    reward of their mean stage-2 accuracy; best_archs' stage2 list decides the searched model."""
+    from accelnas.search.trials import base_arch, finalists, stage2_ranking, stage2_record
+    from accelnas.space import zoo
+
+    a, b, c = (zoo.get(n).encode() for n in ("mobilenet_v2", "mobilenet_edgetpu", "efficientnet_edgetpu_s"))
+    frame = pd.DataFrame({"controller": ["evolution"] * 4 + ["evolution@pixel4"],
+                          "target": ["coral"] * 4 + ["pixel4"], "trial_id": list("01234"),
+                          "status": ["completed", "completed", "completed", "failed", "completed"],
+                          "accuracy": [0.40, 0.40, 0.30, None, 0.9], "reward": [0.41, 0.41, 0.33, None, 0.95],
+                          "latency_ms_coral": [5.0, 5.0, 4.0, None, 9.0], "arch": [a, a, b, c, c]})
+    fin = finalists(frame, 3, "coral")
+    assert list(fin.name) == ["finalist_1", "finalist_2"] and list(fin.arch) == [a, b]  # distinct, own target
+    summary = pd.DataFrame({"name": ["finalist_1", "finalist_2"], "kind": "finalist",
+                            "accuracy_mean": [0.50, 0.60], "accuracy_std": [0.01, 0.01], "accuracy_count": [2, 2]})
+    rank = stage2_ranking(fin, summary, smoke, "coral")
+    assert list(rank.name) == ["finalist_2", "finalist_1"] and list(rank.rank1) == [2, 1]
+    s = smoke["search"]
+    want = 0.60 * (4.0 / s["target_latency_ms"]["coral"]) ** s["alpha"]
+    assert rank.stage2_reward.iloc[0] == pytest.approx(want)
+    rec = stage2_record(rank)
+    assert [r["name"] for r in rec] == ["finalist_2", "finalist_1"]
+    assert base_arch({"by_reward": [{"arch": a}], "stage2": rec}).encode() == decode(b).replace(name="searched").encode()
+    # a finalist whose stage-2 trainings all failed is ranked last and left out of the record
+    rank = stage2_ranking(fin, summary.iloc[:1], smoke, "coral")
+    assert list(rank.name) == ["finalist_1", "finalist_2"] and [r["name"] for r in stage2_record(rank)] == ["finalist_1"]

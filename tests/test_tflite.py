@@ -304,3 +304,22 @@ def test_load_model_roundtrip(tmp_path):
     np.testing.assert_allclose(back.predict(x, verbose=0), m.predict(x, verbose=0), rtol=1e-5)
     with pytest.raises(ValueError, match=".keras"):
         load_model(tmp_path / "m.h5")
+
+
+def test_int8_accuracy_agrees_with_the_float_model():
+    """int8_accuracy quantizes real-valued inputs with the model's scale and scores the int8
+    model: labels taken from the float model's predictions score high, shifted labels near zero."""
+    import keras
+
+    from accelnas.latency.measure import int8_accuracy
+    from accelnas.latency.tflite import to_int8_tflite
+
+    keras.utils.set_random_seed(0)
+    model = _tiny(keras, keras.layers.ReLU())
+    x = np.random.default_rng(1).normal(size=(64, 16, 16, 3)).astype(np.float32)
+    pred = model.predict(x, verbose=0).argmax(1)
+    blob = to_int8_tflite(model, x[:32])
+    assert int8_accuracy(blob, x, pred) >= 0.8
+    assert int8_accuracy(blob, x, (pred + 1) % 4) <= 0.2
+    with pytest.raises(ValueError, match="shape"):
+        int8_accuracy(blob, x[:, :8, :8], pred)

@@ -30,7 +30,7 @@ from accelnas import params as P
 from accelnas.io import atomic_write_bytes, write_json, write_parquet
 from accelnas.latency.accelerator import Accelerator, load_accelerators
 from accelnas.report.html import EXECUTED_DIR, MANIFEST_NAME, REPORT_NAME
-from accelnas.search.trainings import CACHE_FILE
+from accelnas.search.trainings import CACHE_FILE, WEIGHTS_DIR
 from accelnas.search.trials import BEST_ARCHS_FILE, SEARCH_DIR
 from accelnas.space.search_space import SearchSpace
 
@@ -83,20 +83,28 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("trials", "trials.parquet", ("03",), ("05",),
              "one row per trial: arch, accuracy, latency per accelerator, reward, status, reason"),
     Artifact("best_archs", BEST_ARCHS_FILE, ("03",), ("04", "05"),
-             "the best architectures overall and per accelerator, as block strings"),
+             "the best architectures of stage 1 overall and per accelerator, and the finalists "
+             "ranked by stage 2 (stage2: the searched model first), as block strings"),
+    Artifact("finalists", "finalists.parquet", ("03",), (),
+             "the stage-1 finalists: stage-1 accuracy and reward, stage-2 accuracy over seeds, "
+             "stage-2 reward"),
     Artifact("scaling_grid", "scaling_grid.parquet", ("04",), (),
              "the compound-scaling coefficient candidates scored at phi_probe"),
     Artifact("scaled", "scaled.parquet", ("04",), ("05",),
              "the -S/-M/-L variants: phi, multipliers, latency, accuracy over seeds", optional=True),
-    Artifact("trained", CACHE_FILE, ("04", "05"), ("04", "05"),
-             "every stand-alone proxy training, keyed by (architecture, budget, data, seed)",
-             optional=True),
+    Artifact("trained", CACHE_FILE, ("03", "04", "05"), ("03", "04", "05"),
+             "every stand-alone training (stage 2, coefficient grid), keyed by (architecture, "
+             "budget, data, seed)", optional=True),
+    Artifact("weights", WEIGHTS_DIR + "/", ("03", "04", "05"), ("05",),
+             "<key>.keras: the trained stage-2 models of the finalists, searched and scaled "
+             "models (int8 export with their weights)", optional=True),
     Artifact("comparison", "comparison.parquet", ("05",), (),
              "one row per model: latency per accelerator and host, deployability, accuracy"),
     Artifact("dominance", "dominance.csv", ("05",), (),
              "each found model against each baseline per target: the verdict beyond the spread"),
     Artifact("models", "models/", ("05",), (),
-             "int8 TFLite exports of the found models with their Edge TPU compatibility reports"),
+             "int8 TFLite exports of the searched and scaled models with their stage-2 weights, "
+             "Edge TPU compatibility reports"),
     Artifact("executed", EXECUTED_DIR + "/", (RUNNER,), (), "the notebooks as run, with outputs"),
     Artifact("manifest", MANIFEST_NAME, (RUNNER,), (),
              "params, git revision, versions, per-notebook status and wall time"),

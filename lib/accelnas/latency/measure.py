@@ -21,6 +21,7 @@ import ctypes.util
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -175,3 +176,30 @@ def measure_tflite(tflite: bytes | str | os.PathLike, threads: int = 1, warmup: 
         "interpreter": name,
         **extra,
     }
+
+
+def int8_accuracy(tflite: bytes | str | os.PathLike, images: np.ndarray, labels: np.ndarray, *,
+                  threads: int = 1) -> float:
+    """Top-1 accuracy of a full-integer TFLite classifier (`accelnas.latency.tflite.to_int8_tflite`)
+    on float ``images`` (preprocessed as in training, ``(N, H, W, C)``) with integer ``labels``:
+    each image quantized with the model's input scale and zero point, one invocation per image
+    (the exported batch size is 1), on the host CPU."""
+    data = tflite if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
+    _, Interpreter, _ = _interpreter_api()
+    with quiet():
+        interp = Interpreter(model_content=bytes(data), num_threads=threads)
+        interp.allocate_tensors()
+    (inp,), (out,) = interp.get_input_details(), interp.get_output_details()
+    if tuple(inp["shape"][1:]) != tuple(images.shape[1:]):
+        raise ValueError(f"the model takes inputs of shape {tuple(inp['shape'][1:])}, the images are "
+                         f"{tuple(images.shape[1:])}")
+    scale, zero = inp["quantization"]
+    info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
+    correct = 0
+    for x, y in zip(images, labels):
+        if info is not None:
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        interp.set_tensor(inp["index"], x[None].astype(inp["dtype"]))
+        interp.invoke()
+        correct += int(np.argmax(interp.get_tensor(out["index"])[0]) == int(y))
+    return correct / max(1, len(labels))

@@ -135,43 +135,62 @@ def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence
     return pd.DataFrame(rows)
 
 
-def export_models(models: Iterable[tuple[str, str, ArchSpec]], out_dir: str | os.PathLike,
-                  representative: np.ndarray, accelerators: Mapping | None = None, log=print) -> pd.DataFrame:
-    """Export each model (deployed architecture, untrained weights: the proxy trainings do not
-    produce ImageNet weights) to full-integer int8 TFLite under ``out_dir/<name>.tflite`` with
-    ``representative`` images (real, preprocessed, at the model's resolution), and report its Edge
-    TPU compatibility (2019 op table and, per accelerator, its ``supported_ops``)."""
-    from accelnas.space.builder import build
+def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: str | os.PathLike, data,
+                   accelerators: Mapping | None = None, *, calib_images: int = 256,
+                   test_images: int = 2000, log=print) -> pd.DataFrame:
+    """Export the trained models of ``trained`` (rows of `accelnas.search.trainings.train_models`
+    with a ``weights`` file: the proxy network with its stage-2 weights) to full-integer int8
+    TFLite under ``out_dir/<name>.tflite``, calibrated on ``calib_images`` real training images
+    of ``data`` at the model's proxy resolution, with its Edge TPU compatibility report and its
+    int8 top-1 accuracy on the first ``test_images`` test images next to the float one of the
+    same images (the trained Keras model) — what quantization costs."""
     from accelnas.latency.compat import edgetpu_compat
-    from accelnas.latency.tflite import to_int8_tflite
+    from accelnas.latency.measure import int8_accuracy
+    from accelnas.latency.tflite import load_model, to_int8_tflite
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name, kind, arch in models:
-        row = {"name": name, "kind": kind}
+    for r in trained.to_dict("records"):
+        w = r.get("weights")
+        if not isinstance(w, str) or r.get("status") != "completed":
+            continue
+        name, res = r["name"], int(r["proxy_resolution"])
+        row = {"name": name, "kind": r.get("kind"), "seed": r.get("seed"), "resolution": res}
         try:
-            model = build(arch)
+            model = load_model(Path(run_dir) / w)
+            calib = next(iter(data.pipeline("train", batch_size=calib_images, resolution=res,
+                                            training=False, cache=False)))[0]
             path = out / f"{name}.tflite"
-            data = to_int8_tflite(model, representative, path)
-            rep = edgetpu_compat(data)
-            row.update(tflite=str(path), tflite_bytes=len(data), fully_mapped=rep.fully_mapped,
-                       partition_op=(rep.partition_op.name if rep.partition_op else ""),
-                       cpu_fraction_macs=rep.cpu_fraction_macs, compat_source=rep.source)
+            blob = to_int8_tflite(model, np.asarray(calib, np.float32), path)
+            x, y = [], []
+            for xb, yb in data.pipeline("test", batch_size=256, resolution=res, training=False, cache=False):
+                x.append(np.asarray(xb, np.float32)); y.append(np.asarray(yb))
+                if sum(len(b) for b in y) >= test_images:
+                    break
+            x, y = np.concatenate(x)[:test_images], np.concatenate(y)[:test_images]
+            float_acc = float((model.predict(x, verbose=0, batch_size=256).argmax(1) == y).mean())
+            rep = edgetpu_compat(blob)
+            row.update(tflite=str(path), tflite_bytes=len(blob), test_images=len(y),
+                       float_accuracy=float_acc, int8_accuracy=int8_accuracy(blob, x, y),
+                       fully_mapped=rep.fully_mapped,
+                       partition_op=(rep.partition_op.name if rep.partition_op else ""))
+            row["int8_drop"] = row["float_accuracy"] - row["int8_accuracy"]
             (out / f"{name}.compat.txt").write_text(str(rep) + "\n")
             for acc_name, acc in (accelerators or {}).items():
-                r2 = edgetpu_compat(data, supported_ops=acc.supported_ops)
-                row[f"fully_mapped_{acc_name}"] = r2.fully_mapped
-        except Exception as e:  # noqa: BLE001
+                row[f"fully_mapped_{acc_name}"] = edgetpu_compat(blob, supported_ops=acc.supported_ops).fully_mapped
+        except Exception as e:  # noqa: BLE001 - reported per model, the others still export
             row.update(error=f"{type(e).__name__}: {e}"[:300])
         rows.append(row)
         if log is not None:
-            log(f"{name}: " + (f"{row['tflite_bytes'] / 1e6:.1f} MB int8, fully mapped: {row['fully_mapped']}"
+            log(f"{name}: " + (f"{row['tflite_bytes'] / 1e6:.2f} MB int8, accuracy float {row['float_accuracy']:.3f} "
+                               f"int8 {row['int8_accuracy']:.3f} on {row['test_images']} test images"
                                if "error" not in row else f"export failed ({row['error']})"))
     return pd.DataFrame(rows)
 
 
-__all__ = ["MODEL_KINDS", "report_models", "latency_frame", "host_latency", "dominance", "export_models"]
+__all__ = ["MODEL_KINDS", "report_models", "latency_frame", "host_latency", "dominance",
+           "export_trained"]
 
 
 def block_utilisation(models: Iterable[tuple[str, ArchSpec]], accelerators: Mapping) -> pd.DataFrame:
@@ -206,14 +225,6 @@ def block_utilisation(models: Iterable[tuple[str, ArchSpec]], accelerators: Mapp
     out["utilisation"] = out.macs / (out.time_ms / 1e3 * out.peak)
     out["gmacs_per_ms"] = out.macs / out.time_ms / 1e9
     return out.drop(columns="peak")
-
-
-def representative_images(data, resolution: int, n: int = 32, seed: int = 0) -> np.ndarray:
-    """``n`` preprocessed validation images at ``resolution`` (float32, the training
-    normalization), for int8 calibration of exported models."""
-    ds = data.pipeline("val", batch_size=n, resolution=resolution, seed=seed, training=False, cache=False)
-    x, _ = next(iter(ds))
-    return np.asarray(x, dtype=np.float32)
 
 
 KEY_REFERENCES = ("mobilenet_v3_large", "resnet50")

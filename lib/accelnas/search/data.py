@@ -625,13 +625,13 @@ def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: 
     raise ValueError(f"unknown dataset {spec!r}; choose cifar10, synthetic, folder:PATH or tfds:NAME")
 
 
-def load_proxy(params: dict, seed: int | None = None) -> Dataset:
+def load_proxy(params: dict, seed: int | None = None, subset: int | None = None) -> Dataset:
     """The proxy task's data for a params dict: ``dataset`` split with ``proxy.subset`` training
-    and ``proxy.val_images`` validation images, ``proxy.resolution`` where images are resized;
-    ``seed`` None: the params' seed."""
+    (``subset``: that many instead, e.g. ``stage2.subset``) and ``proxy.val_images`` validation
+    images, ``proxy.resolution`` where images are resized; ``seed`` None: the params' seed."""
     proxy = params["proxy"]
     return load_arrays(params["dataset"], seed=params["seed"] if seed is None else seed,
-                       subset=proxy["subset"], val_images=proxy.get("val_images", 0),
+                       subset=subset or proxy["subset"], val_images=proxy.get("val_images", 0),
                        image_size=proxy["resolution"])
 
 

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Sequence
 
 from accelnas.space.arch import ArchSpec
@@ -302,7 +304,7 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
                 weight_decay: float = 0.0, augment: bool = True, test: bool = False,
                 recalibrate_bn: bool = True, deterministic: bool = False,
                 max_loss: float = MAX_LOSS, verbose: int = 0,
-                callbacks: Sequence = ()) -> TrainResult:
+                callbacks: Sequence = (), save_path: str | os.PathLike | None = None) -> TrainResult:
     """Train ``arch`` on the proxy task and evaluate it on the validation split.
 
     Args:
@@ -324,6 +326,8 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         max_loss: a running training loss above this counts as divergence (`MAX_LOSS`).
         verbose: ``model.fit`` verbosity.
         callbacks: extra Keras callbacks.
+        save_path: write the trained model there (a ``.keras`` file, after BatchNorm
+            recalibration), e.g. for int8 export with its trained weights.
 
     Returns:
         A `TrainResult`.
@@ -387,6 +391,11 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         test_loss = test_acc = None
         if test:
             test_loss, test_acc = evaluate(model, data, "test", resolution=resolution)
+        if save_path is not None:
+            Path(save_path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(save_path).with_name(Path(save_path).stem + ".partial.keras")
+            model.save(tmp)
+            os.replace(tmp, save_path)  # a killed save leaves no half-written model behind
     finally:  # also on TrainingDiverged / MemoryError / KeyboardInterrupt: free the model
         model = train_ds = hist = check = None
         keras.backend.clear_session()

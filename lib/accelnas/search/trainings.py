@@ -1,8 +1,10 @@
-"""Proxy trainings of named models, cached on disk (notebooks 04 and 05).
+"""Proxy trainings of named models, cached on disk (stage 2: notebooks 03, 04 and 05).
 
-`train_models` trains each (model, seed) pair under one proxy budget (`accelnas.search.train.train_proxy`,
-the stride rule of `accelnas.search.proxy`: searched, scaled and baseline models alike) and appends each
-result to ``run_dir/trained.parquet`` as soon as it finishes. A pair already there with the same
+`train_models` trains each (model, seed) pair under one budget (`accelnas.search.train.train_proxy`,
+the stride rule of `accelnas.search.proxy`: finalists, scaled and baseline models alike; stage 2 uses
+`stage2_budget`) and appends each result to ``run_dir/trained.parquet`` as soon as it finishes; the
+trained models of the kinds in ``keep`` are saved under ``run_dir/weights/<key>.keras`` (int8 export
+with their trained weights). A pair already there with the same
 architecture, proxy settings, dataset and seed is not trained again, so an interrupted notebook
 resumes where it stopped, and notebook 05 reuses the scaled variants notebook 04 trained. A
 training that fails (diverges, cannot be built, runs out of memory) gets a row with its reason
@@ -23,7 +25,16 @@ from accelnas.space.arch import ArchSpec
 from accelnas.io import write_parquet
 
 CACHE_FILE = "trained.parquet"
+WEIGHTS_DIR = "weights"
 _PROXY_KEYS = ("subset", "val_images", "epochs", "resolution", "batch_size", "width_mult")
+STAGE2_KEYS = ("subset", "epochs", "width_mult")
+
+
+def stage2_budget(params: Mapping) -> dict:
+    """The budget of every stage-2 training: the ``proxy`` section with ``stage2``'s training
+    images, epochs and width (same resolution, batch size and validation images)."""
+    return {**{k: params["proxy"][k] for k in _PROXY_KEYS if k in params["proxy"]},
+            **{k: params["stage2"][k] for k in STAGE2_KEYS}}
 
 
 def training_key(arch: ArchSpec, proxy: Mapping, dataset: str, seed: int) -> str:
@@ -57,7 +68,7 @@ def load_cache(run_dir: str | os.PathLike) -> pd.DataFrame:
 def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mapping, seeds: Iterable[int],
                  *, run_dir: str | os.PathLike, dataset: str, test: bool = True, progress: bool = True,
                  log: Callable[[str], None] | None = print, train_fn=None,
-                 base_resolution: int | None = None) -> pd.DataFrame:
+                 base_resolution: int | None = None, keep: Iterable[str] = ()) -> pd.DataFrame:
     """Train every ``(name, kind, arch)`` of ``models`` with every seed, reusing cached results.
 
     Args:
@@ -75,6 +86,8 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         train_fn: replaces `accelnas.search.train.train_proxy` (same keyword arguments).
         base_resolution: the search's deployment resolution; models deployed at another
             resolution train at a proportionally scaled proxy resolution (`proxy_for`).
+        keep: kinds whose trained models are saved (``weights`` column: the ``.keras`` file
+            relative to ``run_dir``); a cached training whose file is gone is trained again.
 
     Returns:
         One row per (model, seed): name, kind, seed, status, reason, accuracy (validation),
@@ -89,8 +102,14 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     cache = load_cache(run_dir)
     done = {k: r for k, r in zip(cache["key"], cache.to_dict("records")) if r.get("status") == "completed"}
     budgets = {m[0]: proxy_for(m[2], proxy, base_resolution) for m in models}
-    todo = [(m, s) for m in models for s in seeds
-            if training_key(m[2], budgets[m[0]], dataset, s) not in done]
+    keep = set(keep)
+
+    def cached(m, s) -> bool:
+        rec = done.get(training_key(m[2], budgets[m[0]], dataset, s))
+        if rec is None:
+            return False
+        return m[1] not in keep or _has_weights(run_dir, rec)
+    todo = [(m, s) for m in models for s in seeds if not cached(m, s)]
     bar = None
     if progress and todo:
         from tqdm.auto import tqdm
@@ -106,10 +125,14 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         row = {"key": key, "name": name, "kind": kind, "seed": seed, "arch": arch.encode(),
                "proxy_resolution": pb["resolution"]}
         t0 = time.perf_counter()
+        extra = {}
+        if kind in keep:
+            row["weights"] = f"{WEIGHTS_DIR}/{key}.keras"
+            extra["save_path"] = Path(run_dir) / row["weights"]
         try:
             r = train_fn(arch, data, epochs=pb["epochs"], batch_size=pb["batch_size"],
                          resolution=pb["resolution"], width_mult=pb["width_mult"], seed=seed,
-                         test=test)
+                         test=test, **extra)
             row.update(status="completed", reason=None, accuracy=float(r.accuracy),
                        test_accuracy=None if r.test_accuracy is None else float(r.test_accuracy),
                        val_loss=float(r.val_loss), train_accuracy=float(r.train_accuracy),
@@ -140,6 +163,11 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
                 rec = hit.iloc[-1].to_dict() if len(hit) else {"status": "missing"}
             rows.append({**rec, "name": name, "kind": kind, "seed": s, "key": key})
     return pd.DataFrame(rows)
+
+
+def _has_weights(run_dir, rec: Mapping) -> bool:
+    w = rec.get("weights")
+    return isinstance(w, str) and (Path(run_dir) / w).is_file()
 
 
 def summarize(trained: pd.DataFrame, value: str = "accuracy") -> pd.DataFrame:

@@ -151,6 +151,43 @@ def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
     return shares.join(means).round(2)
 
 
+def finalists(frame: pd.DataFrame, n: int, target: str | None = None) -> pd.DataFrame:
+    """The ``n`` best distinct architectures by the search reward among the completed trials of
+    the search that targeted ``target`` (`for_target`; all trials when None), best first, named
+    ``finalist_1`` ... (stage 2 trains them again)."""
+    pool = for_target(frame, target) if target else frame
+    done = pool[pool.status == "completed"].sort_values("reward", ascending=False)
+    top = done.drop_duplicates("arch").head(int(n)).reset_index(drop=True)
+    return top.assign(name=[f"finalist_{i}" for i in range(1, len(top) + 1)])
+
+
+def stage2_ranking(finals: pd.DataFrame, summary: pd.DataFrame, params: Mapping,
+                   target: str) -> pd.DataFrame:
+    """The finalists ranked by their stage-2 reward: MnasNet's reward of the mean stage-2
+    validation accuracy over seeds (``summary``: `accelnas.search.trainings.summarize` of their
+    trainings) at the target's latency. Columns: name, arch, stage-1 ``accuracy`` and ``reward``,
+    ``accuracy_mean`` / ``accuracy_std`` / ``accuracy_count`` of stage 2, ``stage2_reward``, and
+    ``rank1`` (the stage-1 rank), best first; finalists with no completed training last."""
+    s = params["search"]
+    lat = f"latency_ms_{target}"
+    cols = ["name", "arch", "accuracy", "reward", *([lat] if lat in finals else [])]
+    out = finals[cols].assign(rank1=np.arange(1, len(finals) + 1))
+    out = out.merge(summary.drop(columns=[c for c in ("kind",) if c in summary]), on="name", how="left")
+    ok = out.accuracy_mean.notna() & out[lat].notna() if lat in out else out.accuracy_mean.notna() & False
+    out["stage2_reward"] = np.nan
+    out.loc[ok, "stage2_reward"] = mnas_reward(out.loc[ok, "accuracy_mean"].to_numpy(),
+                                               out.loc[ok, lat].to_numpy(),
+                                               float(s["target_latency_ms"][target]), s["alpha"], s["beta"])
+    return out.sort_values("stage2_reward", ascending=False, na_position="last").reset_index(drop=True)
+
+
+def stage2_record(ranking: pd.DataFrame) -> list[dict]:
+    """``best_archs.json``'s ``stage2`` list: the finalists of `stage2_ranking` that completed
+    stage 2, best first (plain JSON values)."""
+    ok = ranking[ranking.stage2_reward.notna()]
+    return json.loads(ok.to_json(orient="records"))
+
+
 BEST_ARCHS_FILE = "best_archs.json"
 BEST_COLUMNS = ("controller", "trial_id", "accuracy", "reward", "arch")
 
@@ -175,7 +212,8 @@ def best_archs_record(frame: pd.DataFrame, accelerators, top: int = 5, target: s
 def base_arch(best: Mapping | None, base: str | None = None, *, resolution: int | None = None,
               num_classes: int | None = None) -> ArchSpec:
     """The architecture to scale / report: ``base`` as a zoo name or an architecture string, or
-    (None) the best searched architecture of ``best`` (the ``best_archs.json`` record).
+    (None) the searched architecture of ``best`` (the ``best_archs.json`` record): the stage-2
+    winner (``stage2``) when stage 2 ran, else the best of stage 1 (``by_reward``).
 
     Raises:
         FileNotFoundError: ``base`` and ``best`` are both None (run notebook 03, or name a base).
@@ -189,7 +227,7 @@ def base_arch(best: Mapping | None, base: str | None = None, *, resolution: int 
             raise FileNotFoundError(f"no {BEST_ARCHS_FILE} in the run: run notebook 03 (accelnas run "
                                     "PARAMS --only 03) first, or set the notebook parameter base to "
                                     "a zoo name or an architecture string")
-        top = best.get("by_reward") or []
+        top = best.get("stage2") or best.get("by_reward") or []
         if not top:
             raise ValueError(f"{BEST_ARCHS_FILE} lists no completed trial: every search trial failed "
                              "(see trials.parquet); set the notebook parameter base instead")
