@@ -1,7 +1,7 @@
 """How far the stage-1 ranking can be trusted: stage-1 evaluators against a longer stage-2 training.
 
     python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12]
-        [--stage2-subset 6000] [--stage2-epochs 6] [--seeds 0,1] [--no-standalone]
+        [--stage2-subset N] [--stage2-epochs N] [--seeds 0,1] [--no-standalone]
         [--set supernet.epochs=30] [--json]
 
 Correlation candidates: ``--candidates`` architectures of the params' search space (target
@@ -16,11 +16,12 @@ plus the EfficientNet-EdgeTPU-S skeleton the space is built on. Each is scored b
   the search does with ``search.evaluator: standalone``);
 * ``naswot``: the zero-cost NASWOT score at initialisation (benchmarks/search_bench.py);
 * ``stage2``: the mean validation accuracy over ``--seeds`` of its proxy trained with the larger
-  stage-2 budget (``--stage2-subset`` images, ``--stage2-epochs`` epochs, the params' resolution
-  and width), the reference.
+  stage-2 budget (the params' ``stage2`` section, or ``--stage2-subset`` images and
+  ``--stage2-epochs`` epochs), the reference.
 
 Printed: Kendall tau of each stage-1 evaluator against stage 2 with a 95 % bootstrap interval
-(2,000 resamples of the candidates), the stage-2 seed spread (mean |difference| between seeds),
+(2,000 resamples of the candidates; `accelnas.search.proxy_fidelity`), the stage-2 seed spread
+(mean over candidates of the largest minus the smallest seed's accuracy),
 and the cost of each evaluator per candidate. Everything runs on this machine; the figures in the
 closing notes come from this script with the arguments they name.
 """
@@ -38,81 +39,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from scipy.stats import kendalltau  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
 from accelnas.search.data import load_arrays, load_proxy  # noqa: E402
+from accelnas.search.proxy_fidelity import correlation_candidates, fidelity_summary  # noqa: E402
 from accelnas.search.supernet import Supernet, supernet_evaluator, trained_supernet  # noqa: E402
 from accelnas.search.tuner import setup  # noqa: E402
-from accelnas.space import zoo  # noqa: E402
-from accelnas.space.arch import ArchSpec  # noqa: E402
-
-
-def values_of(arch: ArchSpec, space) -> tuple[dict, list[str]] | None:
-    """The search-space values nearest to ``arch`` (numbers snapped to the nearest choice) and what
-    was snapped; None when a block type or activation is not in the space."""
-    values, snapped = {}, []
-    choices = space.choices()
-    if len(arch.blocks) != len(space.stages):
-        return None
-    for i, b in enumerate(arch.blocks, start=1):
-        for key, v in (("block", b.type), ("kernel", b.kernel), ("expand_ratio", b.expand_ratio),
-                       ("channels", b.out_channels), ("repeats", b.repeats), ("se_ratio", b.se_ratio),
-                       ("activation", b.activation or arch.activation)):
-            opts = choices[f"s{i}_{key}"]
-            if v in opts:
-                values[f"s{i}_{key}"] = v
-            elif isinstance(v, str):
-                return None
-            else:
-                near = min(opts, key=lambda o: abs(o - v))
-                values[f"s{i}_{key}"] = near
-                snapped.append(f"s{i}_{key} {v:g} -> {near:g}")
-    return values, snapped
-
-
-def candidates(su, n: int, seed: int) -> list[ArchSpec]:
-    """``n`` screened candidates spread over the target latency range, plus EfficientNet-EdgeTPU-S."""
-    rng = np.random.default_rng([seed, 5])
-    pool = []
-    for _ in range(60 * n):
-        values = su.space.sample_values(rng)
-        if su.screen(values) is None:
-            pool.append(su.space.from_values(values))
-        if len(pool) >= 20 * n:
-            break
-    target = su.params["target_accelerator"]
-    lat = np.array([su.screen.latencies(a)[target] for a in pool])
-    order = np.argsort(lat)
-    picks = [pool[order[int(round(q * (len(pool) - 1)))]] for q in np.linspace(0, 1, n)]
-    out = [a.replace(name=f"cand{i}") for i, a in enumerate(picks)]
-    found = values_of(zoo.get("efficientnet_edgetpu_s"), su.space)
-    if found is not None:  # the skeleton the space is built on, as its nearest member of the space
-        out.append(su.space.from_values(found[0], name="edgetpu_s_nearest"))
-    return out
-
-
-def kendall_ci(a, b, rng, n_boot: int = 2000) -> dict:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    tau = float(kendalltau(a, b).statistic)
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(a), len(a))
-        if len(set(idx)) < 3:
-            continue
-        t = kendalltau(a[idx], b[idx]).statistic
-        if np.isfinite(t):
-            boots.append(t)
-    lo, hi = np.percentile(boots, [2.5, 97.5]) if boots else (np.nan, np.nan)
-    return {"tau": tau, "ci95": [float(lo), float(hi)], "n": int(len(a))}
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
     ap.add_argument("--candidates", type=int, default=12)
-    ap.add_argument("--stage2-subset", type=int, default=6000)
-    ap.add_argument("--stage2-epochs", type=int, default=6)
+    ap.add_argument("--stage2-subset", type=int, default=None, help="default: the params' stage2.subset")
+    ap.add_argument("--stage2-epochs", type=int, default=None, help="default: the params' stage2.epochs")
     ap.add_argument("--seeds", default="0,1", help="stage-2 seeds")
     ap.add_argument("--no-standalone", action="store_true", help="skip the stand-alone proxy scores")
     ap.add_argument("--supernet-file", default=None, help="reuse/save the trained supernet here")
@@ -140,7 +80,8 @@ def main(argv=None) -> dict:
     su = setup(params)
     pr = params["proxy"]
     data1 = load_proxy(params)
-    cands = candidates(su, args.candidates, params["seed"])
+    cands = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates,
+                                   params["seed"])
     say(f"{len(cands)} candidates; stage 1 on {len(data1.y_train)} train / {len(data1.y_val)} val images")
     rows = [{"name": a.name, "arch": a.encode(),
              "latency_ms": su.screen.latencies(a)[params["target_accelerator"]]} for a in cands]
@@ -163,9 +104,9 @@ def main(argv=None) -> dict:
         r["naswot"] = nw.score(a)
     cost["naswot_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
 
-    def train(a, data, epochs, seed):
+    def train(a, data, epochs, seed, width=pr["width_mult"]):
         return train_proxy(a, data, epochs=epochs, batch_size=pr["batch_size"], resolution=pr["resolution"],
-                           width_mult=pr["width_mult"], seed=seed).accuracy
+                           width_mult=width, seed=seed).accuracy
 
     if not args.no_standalone:
         t = time.perf_counter()
@@ -174,26 +115,29 @@ def main(argv=None) -> dict:
             say(f"standalone {r['name']}: {r['standalone']:.3f}")
         cost["standalone_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
 
+    args.stage2_subset = args.stage2_subset or params["stage2"]["subset"]
+    args.stage2_epochs = args.stage2_epochs or params["stage2"]["epochs"]
     data2 = load_arrays(params["dataset"], seed=params["seed"], subset=args.stage2_subset,
                         val_images=pr["val_images"], image_size=pr["resolution"])
     t = time.perf_counter()
     for r, a in zip(rows, cands):
-        accs = [train(a, data2, args.stage2_epochs, s) for s in seeds]
+        accs = [train(a, data2, args.stage2_epochs, s, params["stage2"]["width_mult"]) for s in seeds]
         r["stage2_seeds"] = accs
         r["stage2"] = float(np.mean(accs))
         say(f"stage 2 {r['name']}: {accs}")
     cost["stage2_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
 
-    rng = np.random.default_rng(0)
-    ref = [r["stage2"] for r in rows]
     evaluators = [e for e in ("supernet", "standalone", "naswot") if e in rows[0]]
-    summary = {e: kendall_ci([r[e] for r in rows], ref, rng) for e in evaluators}
-    summary["latency_only"] = kendall_ci([-r["latency_ms"] for r in rows], ref, rng)
-    spread = (float(np.mean([abs(r["stage2_seeds"][0] - r["stage2_seeds"][1]) for r in rows]))
-              if len(seeds) >= 2 else None)
+    import pandas as pd
+
+    fid = fidelity_summary(pd.DataFrame(rows), evaluators)
+    summary = {("latency_only" if k == "latency only" else k): {"tau": v["tau"], "ci95": [v["ci_low"], v["ci_high"]],
+                                                                "n": v["n"]}
+               for k, v in fid["kendall"].items()}
+    spread = fid.get("seed_spread")
     out = {"params": args.params, "stage1": {"proxy": pr, "supernet": params["supernet"]},
            "stage2": {"subset": args.stage2_subset, "epochs": args.stage2_epochs, "seeds": seeds},
-           "kendall_vs_stage2": summary, "stage2_seed_mean_abs_diff": spread, "cost_s": cost,
+           "kendall_vs_stage2": summary, "stage2_seed_spread": spread, "cost_s": cost,
            "rows": rows, "cpu_count": os.cpu_count()}
     if args.json:
         print(json.dumps(out, default=float))
@@ -204,7 +148,7 @@ def main(argv=None) -> dict:
                   + f" {r['stage2']:8.3f}")
         for e, s in summary.items():
             print(f"Kendall tau({e}, stage 2) = {s['tau']:+.3f}  95% CI [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]  n={s['n']}")
-        print(f"stage-2 seed spread (mean |seed0 - seed1|): {spread}")
+        print(f"stage-2 seed spread (mean max - min over seeds): {spread}")
         print("cost: " + ", ".join(f"{k} {v:.1f}" for k, v in cost.items()))
     return out
 

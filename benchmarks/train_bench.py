@@ -1,11 +1,17 @@
-"""The proxy budget, timed: stand-alone proxy trainings of zoo models and search-space samples.
+"""The proxy budget, timed: stand-alone proxy trainings of zoo models and search-space samples,
+and the weight-sharing supernet's training step.
 
-    python benchmarks/train_bench.py [--params params/default.yaml] [--screened 4] [--json]
+    python benchmarks/train_bench.py [--params params/default.yaml] [--screened 4]
+        [--supernet-epochs 1] [--json]
 
 Prints this machine's dense float32 matmul rate (the ceiling), then one line per training
 (accuracy, wall and CPU seconds, images/s, proxy MACs and params, achieved GFLOP/s = 6 x MACs x
-images/s, and its share of the matmul rate) and how many trainings fit a search budget; ``--json``
-prints one JSON object instead.
+images/s, and its share of the matmul rate) and how many trainings fit a search budget; then the
+supernet (one epoch of the params' ``supernet`` training on the proxy data to trace its graph, then
+``--supernet-epochs`` epochs timed):
+images/s, and GFLOP/s counted two ways: *useful* (the MACs of the sampled subnets themselves) and
+*executed* (what the masked supernet computes for them: the largest kernel, expansion and width
+of each sampled block type and depth). ``--json`` prints one JSON object instead.
 """
 from __future__ import annotations
 
@@ -55,6 +61,43 @@ def achieved_gflops(macs_per_image: float, images_per_s: float) -> float:
     return 6.0 * macs_per_image * images_per_s / 1e9
 
 
+def supernet_rate(p, space, data, proxy, epochs: int, seed: int, limit: float, stream) -> dict:
+    """Train the params' supernet for ``epochs`` epochs and return its images/s and GFLOP/s
+    (useful: the sampled subnets' MACs; executed: with every sampled block at its largest kernel,
+    expansion and width, what the masks compute), both from 64 paths of the same sampler."""
+    from accelnas.search.proxy import proxy_arch
+    from accelnas.search.supernet import supernet_for
+    from accelnas.space.graph import from_arch
+
+    net = supernet_for(space, proxy, len(data.classes), seed=seed)
+    warm = net.train(data, epochs=1, batch_size=proxy["batch_size"], rule=p["supernet"]["rule"], seed=seed)
+    rec = net.train(data, epochs=epochs, batch_size=proxy["batch_size"], rule=p["supernet"]["rule"], seed=seed)
+    rng = np.random.default_rng([seed, 3])
+    choices = space.choices()
+    largest = {k: max(v) for k, v in choices.items() if k.endswith(("_kernel", "_expand_ratio", "_channels"))}
+    useful, executed = [], []
+    for _ in range(64):
+        values = space.sample_values(rng)
+
+        def macs(v):
+            return from_arch(proxy_arch(space.from_values(v), resolution=proxy["resolution"],
+                                        width_mult=proxy["width_mult"], num_classes=len(data.classes))).macs
+        useful.append(macs(values))
+        executed.append(macs({**values, **largest}))
+    u, e = float(np.mean(useful)), float(np.mean(executed))
+    out = {"epochs": epochs, "rule": rec["rule"], "first_epoch_s": warm["wall_s"], "wall_s": rec["wall_s"],
+           "images_per_s": rec["images_per_s"],
+           "useful_macs": u, "executed_macs": e,
+           "useful_gflops": achieved_gflops(u, rec["images_per_s"]),
+           "executed_gflops": achieved_gflops(e, rec["images_per_s"])}
+    print(f"{'supernet (' + rec['rule'] + ')':24s} first epoch (graph tracing) {warm['wall_s']:.1f} s, then "
+          f"{epochs} epoch(s) {rec['wall_s']:6.1f} s wall  "
+          f"{rec['images_per_s']:5.0f} img/s  useful {u / 1e6:5.1f} M MACs -> {out['useful_gflops']:5.1f} GFLOP/s "
+          f"({out['useful_gflops'] / limit:.0%} of matmul); executed {e / 1e6:5.1f} M MACs -> "
+          f"{out['executed_gflops']:5.1f} GFLOP/s ({out['executed_gflops'] / limit:.0%})", flush=True, file=stream)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Time the proxy budget of a params file on zoo models and
     random search-space samples, and print a table (or one JSON object with ``--json``)."""
@@ -75,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--min-feature", type=int, default=MIN_FEATURE)
     ap.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     ap.add_argument("--learning-rate", type=float, default=None)
+    ap.add_argument("--supernet-epochs", type=int, default=1,
+                    help="epochs of the params' supernet training to time (0: skip)")
     ap.add_argument("--budget-s", type=float, default=35 * 60,
                     help="search budget the per-training time is compared with, seconds")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
@@ -134,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({row['achieved_gflops'] / limit:.0%} of matmul)", flush=True, file=stream)
         else:
             print(f"{row['name']:24s} {row['reason']}", flush=True, file=stream)
+    sn = supernet_rate(p, space, data, proxy, args.supernet_epochs, seed, limit, stream) \
+        if args.supernet_epochs else None
     done = [r for r in rows if r["status"] == "completed"]
     mean_wall = float(np.mean([r["wall_s"] for r in done])) if done else float("nan")
     out = {"params": args.params, "proxy": proxy, "seed": seed, "min_feature": args.min_feature,
@@ -144,6 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
            "mean_wall_s": mean_wall,
            "trainings_in_budget": int(args.budget_s // mean_wall) if done else 0,
            "budget_s": args.budget_s, "cpu_count": os.cpu_count(), "matmul_gflops": limit,
+           "supernet": sn,
            "load_average": list(os.getloadavg())}
     if args.json:
         print(json.dumps(out, default=float))

@@ -22,7 +22,7 @@ def test_every_artifact_has_a_writer_and_known_notebooks():
         assert set(a.writers + a.readers) <= set(NOTEBOOKS) | {"runner"}
     # what one notebook writes, a later one reads (except the report's end products)
     unread = {a.name for a in ARTIFACTS.values() if not a.readers}
-    assert unread == {"samples", "apm_vs_sim", "search", "finalists", "scaling_grid", "comparison",
+    assert unread == {"samples", "apm_vs_sim", "search", "scaling_grid", "comparison",
                       "dominance", "models", "executed", "manifest", "report"}
     for a in ARTIFACTS.values():
         assert all(r >= min(a.writers) for r in a.readers), f"{a.name} is read before it is written"
@@ -81,8 +81,8 @@ def test_reads_and_writes_follow_the_declarations(run03):
     pd.testing.assert_frame_equal(run03.read("trials"), frame)
     table = run03.describe()
     assert list(table.file) == ["space.json", "search/", "trials.parquet", "best_archs.json", "finalists.parquet",
-                                "trained.parquet", "weights/"]
-    assert list(table.present) == [False, False, True, True, False, False, False]
+                                "proxy_fidelity.parquet", "trained.parquet", "weights/"]
+    assert list(table.present) == [False, False, True, True, False, False, False, False]
 
 
 def test_folder_artifacts_and_space_fallback(tmp_path):

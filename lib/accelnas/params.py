@@ -140,6 +140,10 @@ SCHEMA: dict = {
                                   "variants, baselines)", **_POS_INT),
         "epochs": Key(int, 6, "epochs of every stage-2 training", **_POS_INT),
         "width_mult": Key(float, 0.5, "width multiplier of stage-2 trainings", gt=0, max=4),
+        "fidelity_candidates": Key(int, 0, "correlation candidates notebook 03 scores at stage 1 and "
+                                           "trains at stage 2 (every report seed) to measure how far "
+                                           "the stage-1 ranking holds (0: skip; >= 12 for a usable "
+                                           "interval)", min=0),
     },
     "latency": {
         "method": Key(str, "apm", "latency estimator used in the search loop",

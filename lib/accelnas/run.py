@@ -85,13 +85,16 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("best_archs", BEST_ARCHS_FILE, ("03",), ("04", "05"),
              "the best architectures of stage 1 overall and per accelerator, and the finalists "
              "ranked by stage 2 (stage2: the searched model first), as block strings"),
-    Artifact("finalists", "finalists.parquet", ("03",), (),
+    Artifact("finalists", "finalists.parquet", ("03",), ("05",),
              "the stage-1 finalists: stage-1 accuracy and reward, stage-2 accuracy over seeds, "
              "stage-2 reward"),
     Artifact("scaling_grid", "scaling_grid.parquet", ("04",), (),
              "the compound-scaling coefficient candidates scored at phi_probe"),
     Artifact("scaled", "scaled.parquet", ("04",), ("05",),
              "the -S/-M/-L variants: phi, multipliers, latency, accuracy over seeds", optional=True),
+    Artifact("proxy_fidelity", "proxy_fidelity.parquet", ("03",), ("05",),
+             "correlation candidates (stage2.fidelity_candidates): stage-1 score, stage-2 accuracy "
+             "per seed; how far the stage-1 ranking holds", optional=True),
     Artifact("trained", CACHE_FILE, ("03", "04", "05"), ("03", "04", "05"),
              "every stand-alone training (stage 2, coefficient grid), keyed by (architecture, "
              "budget, data, seed)", optional=True),
