@@ -1,7 +1,8 @@
 """What slows weight-sharing training: the supernet trained with one group of decisions varied.
 
     python benchmarks/supernet_bench.py [--params params/default.yaml] [--epochs 3]
-        [--groups fixed,kernel,width,depth,block,all] [--rule uniform|sandwich] [--eval 6] [--json]
+        [--groups fixed,kernel,width,depth,block,all] [--rule uniform|sandwich] [--eval 6]
+        [--batch-size N] [--learning-rate LR] [--set KEY=VALUE ...] [--json]
 
 For each group, a fresh supernet (`accelnas.search.supernet`, the params' space and proxy data) is
 trained ``--epochs`` epochs where every step's path is one fixed architecture (a seeded sample of
@@ -46,9 +47,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--eval", type=int, default=6, help="random subnets evaluated per group")
     ap.add_argument("--rule", default="uniform", choices=("uniform", "sandwich"),
                     help="path rule of group 'all' (the others vary one group on one path per step)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the params' proxy.batch_size")
+    ap.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the cosine schedule (Adam)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a params key (dotted, YAML value), e.g. "
+                         "--set 'search_space.block_types=[ibn, fused]'")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     params = P.load(a.params)
+    if a.set:
+        import yaml
+
+        pairs = [kv.split("=", 1) for kv in a.set]
+        if any(len(kv) != 2 for kv in pairs):
+            raise SystemExit("--set wants KEY=VALUE, e.g. --set supernet.epochs=30")
+        try:
+            params = P.override(params, {k: yaml.safe_load(v) for k, v in pairs}, source="--set")
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+    batch = a.batch_size or params["proxy"]["batch_size"]
     space = setup(params).space
     data = load_proxy(params)
     base = space.sample_values(np.random.default_rng([params["seed"], 5]))
@@ -68,7 +85,7 @@ def main(argv=None) -> dict:
         if group != "all":
             net.paths_for_step = paths
         losses = []
-        rec = net.train(data, epochs=a.epochs, batch_size=params["proxy"]["batch_size"],
+        rec = net.train(data, epochs=a.epochs, batch_size=batch, learning_rate=a.learning_rate,
                         rule=a.rule if group == "all" else "uniform", seed=params["seed"],
                         log=lambda m: losses.append(float(m.rsplit(" ", 1)[1])))
         rng = np.random.default_rng(1)
@@ -81,7 +98,8 @@ def main(argv=None) -> dict:
         say(f"{group:7s} final loss {rec['final_loss']:.3f} (per epoch {[round(x, 3) for x in losses]}); "
             f"{rec['images_per_s']:.0f} images/s incl. tracing; random subnets' accuracy "
             f"{np.mean(accs) if accs else float('nan'):.3f}")
-    result = {"params": a.params, "epochs": a.epochs, "rule_of_all": a.rule, "train_images": int(len(data.y_train)),
+    result = {"params": a.params, "overrides": a.set, "batch_size": batch, "learning_rate": a.learning_rate,
+              "epochs": a.epochs, "rule_of_all": a.rule, "train_images": int(len(data.y_train)),
               "groups": out, "cpu_count": os.cpu_count()}
     if a.json:
         print(json.dumps(result))

@@ -95,3 +95,40 @@ def test_sandwich_rule_trains(data):
     assert rec["rule"] == "sandwich" and rec["steps"] == 2 and np.isfinite(rec["final_loss"])
     with pytest.raises(ValueError, match="unknown supernet rule"):
         net.train(data, epochs=1, rule="greedy")
+
+
+def test_subnet_training_loss_and_gradients_equal_the_standalone_network(trained, data):
+    """What a supernet training step sees for a path (training-mode BatchNorm) is the candidate's
+    own network: same loss, same gradients of the shared stem and classifier."""
+    import keras
+    import tensorflow as tf
+
+    from accelnas.space.builder import build
+
+    net = trained
+    x, y = data.split("train")
+    xb, yb = next(iter(make_pipeline(x, y, batch_size=32, resolution=16, training=False, seed=0,
+                                     augment=False, cache=False, mean=data.mean, std=data.std)))
+    step = net._fn("accumulate")
+    names = list(net.vars)
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        arch = net.space.sample(rng, name=f"g{i}")
+        for g in net._acc:
+            g.assign(tf.zeros_like(g))
+        enc = net.encode(arch)
+        loss = float(step(xb, yb, enc["stages"], enc["act"]))
+        grads = {n: net._acc[names.index(n)].numpy() for n in ("logits/kernel", "stem_conv")}
+        for g in net._acc:
+            g.assign(tf.zeros_like(g))
+        model = build(proxy_arch(arch, **PROXY))
+        for name, ws in net.subnet_weights(arch).items():
+            model.get_layer(name).set_weights(ws)
+        with tf.GradientTape() as tape:
+            want = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(yb, model(xb, training=True)))
+        kg = dict(zip([w.path for w in model.trainable_weights], tape.gradient(want, model.trainable_weights)))
+        assert loss == pytest.approx(float(want), rel=1e-4)
+        logits = [k for k in kg if k.endswith("kernel") and kg[k].shape == grads["logits/kernel"].shape]
+        stem = [k for k in kg if k.endswith("kernel") and kg[k].shape == grads["stem_conv"].shape]
+        np.testing.assert_allclose(grads["logits/kernel"], kg[logits[-1]].numpy(), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(grads["stem_conv"], kg[stem[0]].numpy(), rtol=1e-3, atol=1e-5)
