@@ -30,18 +30,22 @@ def test_kendall_ci_brackets_tau_and_separates_agreement_from_reversal():
 
 
 def test_summary_and_trust_line():
-    frame = pd.DataFrame({"stage1": [0.1, 0.2, 0.3, 0.4, 0.5, None], "stage2": [0.3, 0.35, 0.4, 0.5, 0.55, 0.6],
-                          "latency_ms": [1, 2, 3, 4, 5, 6],
-                          "stage2_seeds": [[0.29, 0.31], [0.35, 0.35], [0.39, 0.41], [0.5, 0.5], [0.54, 0.56], [0.6, 0.6]]})
+    frame = pd.DataFrame({"stage1": [0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, None],
+                          "stage2": [0.3, 0.35, 0.4, 0.5, 0.55, 0.57, 0.58, 0.6],
+                          "latency_ms": [1, 2, 3, 4, 5, 6, 7, 8],
+                          "stage2_seeds": [[0.29, 0.31], [0.35, 0.35], [0.39, 0.41], [0.5, 0.5], [0.54, 0.56],
+                                           [0.57, 0.57], [0.58, 0.58], [0.6, 0.6]]})
     s = F.fidelity_summary(frame, ["stage1"])
-    assert s["kendall"]["stage1"]["n"] == 5 and s["kendall"]["stage1"]["tau"] == pytest.approx(1.0)
+    assert s["kendall"]["stage1"]["n"] == 7 and s["kendall"]["stage1"]["tau"] == pytest.approx(1.0)
     assert s["kendall"]["latency only"]["tau"] == pytest.approx(-1.0)  # slower is more accurate here
-    assert s["seed_spread"] == pytest.approx(np.mean([0.02, 0, 0.02, 0, 0.02, 0]))
+    assert s["seed_spread"] == pytest.approx(np.mean([0.02, 0, 0.02, 0, 0.02, 0, 0, 0]))
     line = F.trust_line(s, "stage1")
     assert "trustworthy" in line and "+1.00" in line and "latency alone" in line
     flipped = F.fidelity_summary(frame.assign(stage1=-frame.stage1), ["stage1"])
     assert "not distinguishable from chance" in F.trust_line(flipped, "stage1")
     assert F.trust_line({"kendall": {}}, "stage1").startswith("no stage1")
+    few = F.fidelity_summary(frame.iloc[:4], ["stage1"])
+    assert "too few to judge" in F.trust_line(few, "stage1")
 
 
 def test_correlation_candidates_span_the_latency_range(smoke):

@@ -214,6 +214,7 @@ def test_distributed_chief_and_two_workers(tmp_path):
     trials = 4
     cmd = [sys.executable, "-m", "accelnas.cli", "search", str(ROOT / "params" / "smoke.yaml"),
            "--outputs", str(tmp_path), "--quiet", "--set", f"search.trials={trials}",
+           "--set", "search.evaluator=standalone",
            "--controller", "random"]
     procs = {}
     logs = {}

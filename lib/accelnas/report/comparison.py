@@ -142,11 +142,12 @@ def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: s
     with a ``weights`` file: the proxy network with its stage-2 weights) to full-integer int8
     TFLite under ``out_dir/<name>.tflite``, calibrated on ``calib_images`` real training images
     of ``data`` at the model's proxy resolution, with its Edge TPU compatibility report and its
-    int8 top-1 accuracy on the first ``test_images`` test images next to the float one of the
-    same images (the trained Keras model) — what quantization costs."""
+    int8 top-1 accuracy on ``test_images`` test images (a seeded sample) next to the float one of
+    the same images (the trained Keras model) — what quantization costs."""
     from accelnas.latency.compat import edgetpu_compat
     from accelnas.latency.measure import int8_accuracy
     from accelnas.latency.tflite import load_model, to_int8_tflite
+    from accelnas.search.data import make_pipeline
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -163,12 +164,13 @@ def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: s
                                             training=False, cache=False)))[0]
             path = out / f"{name}.tflite"
             blob = to_int8_tflite(model, np.asarray(calib, np.float32), path)
-            x, y = [], []
-            for xb, yb in data.pipeline("test", batch_size=256, resolution=res, training=False, cache=False):
+            xt, yt = data.split("test")
+            idx = np.sort(np.random.default_rng(0).choice(len(yt), min(test_images, len(yt)), replace=False))
+            x, y = [], []  # a seeded sample: the test split may be ordered by class
+            for xb, yb in make_pipeline(xt[idx], yt[idx], batch_size=256, resolution=res, training=False,
+                                        seed=0, augment=False, cache=False, mean=data.mean, std=data.std):
                 x.append(np.asarray(xb, np.float32)); y.append(np.asarray(yb))
-                if sum(len(b) for b in y) >= test_images:
-                    break
-            x, y = np.concatenate(x)[:test_images], np.concatenate(y)[:test_images]
+            x, y = np.concatenate(x), np.concatenate(y)
             float_acc = float((model.predict(x, verbose=0, batch_size=256).argmax(1) == y).mean())
             rep = edgetpu_compat(blob)
             row.update(tflite=str(path), tflite_bytes=len(blob), test_images=len(y),

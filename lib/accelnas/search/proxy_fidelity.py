@@ -22,6 +22,9 @@ from accelnas.space import zoo
 from accelnas.space.arch import ArchSpec
 
 
+MIN_CANDIDATES = 6  # below this, a bootstrap interval of Kendall's tau says nothing
+
+
 def nearest_values(arch: ArchSpec, space) -> tuple[dict, list[str]] | None:
     """The search-space values nearest to ``arch`` (numbers snapped to the nearest choice) and what
     was snapped; None when its stage count, a block type or an activation is not in the space."""
@@ -160,11 +163,16 @@ def trust_line(summary: Mapping, score: str, target_tau: float = 0.6) -> str:
     if k is None:
         return f"no {score} scores to compare with stage 2"
     lat = summary["kendall"].get("latency only")
-    verdict = ("trustworthy as a ranking" if k["ci_low"] >= target_tau else
-               "better than chance but not reliable" if k["ci_low"] > 0 else
-               "not distinguishable from chance")
-    line = (f"stage-1 {score} vs stage 2: Kendall tau {k['tau']:+.2f} (95 % CI {k['ci_low']:+.2f} to "
-            f"{k['ci_high']:+.2f}, {k['n']} candidates): {verdict}")
+    name = "stage 1" if score == "stage1" else f"stage-1 {score}"
+    if k["n"] < MIN_CANDIDATES:
+        line = (f"{name} vs stage 2: Kendall tau {k['tau']:+.2f} on {k['n']} candidates: too few to judge "
+                f"(no interval below {MIN_CANDIDATES})")
+    else:
+        verdict = ("trustworthy as a ranking" if k["ci_low"] >= target_tau else
+                   "better than chance but not reliable" if k["ci_low"] > 0 else
+                   "not distinguishable from chance")
+        line = (f"{name} vs stage 2: Kendall tau {k['tau']:+.2f} (95 % CI {k['ci_low']:+.2f} to "
+                f"{k['ci_high']:+.2f}, {k['n']} candidates): {verdict}")
     if lat is not None:
         line += f"; latency alone ranks them at {lat['tau']:+.2f}"
     if summary.get("seed_spread") is not None:

@@ -259,7 +259,14 @@ def run_searches(params: Mapping, run_dir: str | os.PathLike, **kwargs) -> pd.Da
     data set and the stage-1 evaluator shared: a supernet is trained once and a candidate it
     scored for one target is not scored again for the next. Returns the trials of all of them."""
     shared: dict = {}
-    frames = [run_search(params, run_dir, target=t, shared=shared, **kwargs) for t in search_targets(params)]
+    targets = search_targets(params)
+    if len(targets) > 1 and os.environ.get("KERASTUNER_ORACLE_IP"):
+        log = kwargs.get("log", print)
+        if log:
+            log(f"distributed mode: searching {targets[0]} only (search.per_accelerator runs one search "
+                "per accelerator in a single process; run it again without KERASTUNER_* for the others)")
+        targets = targets[:1]
+    frames = [run_search(params, run_dir, target=t, shared=shared, **kwargs) for t in targets]
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else trials_frame(Path(run_dir) / SEARCH_DIR)
 
