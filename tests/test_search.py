@@ -354,6 +354,8 @@ def test_finalists_ranked_by_stage2_and_searched_model_is_the_stage2_winner(smok
                           "latency_ms_coral": [5.0, 5.0, 4.0, None, 9.0], "arch": [a, a, b, c, c]})
     fin = finalists(frame, 3, "coral")
     assert list(fin.name) == ["finalist_1", "finalist_2"] and list(fin.arch) == [a, b]  # distinct, own target
+    renamed = frame.assign(arch=[a, decode(a).replace(name="trial_1").encode(), b, c, c])
+    assert list(finalists(renamed, 3, "coral").trial_id) == ["0", "2"]  # another name is the same model
     summary = pd.DataFrame({"name": ["finalist_1", "finalist_2"], "kind": "finalist",
                             "accuracy_mean": [0.50, 0.60], "accuracy_std": [0.01, 0.01], "accuracy_count": [2, 2]})
     rank = stage2_ranking(fin, summary, smoke, "coral")

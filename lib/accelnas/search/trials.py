@@ -157,7 +157,8 @@ def finalists(frame: pd.DataFrame, n: int, target: str | None = None) -> pd.Data
     ``finalist_1`` ... (stage 2 trains them again)."""
     pool = for_target(frame, target) if target else frame
     done = pool[pool.status == "completed"].sort_values("reward", ascending=False)
-    top = done.drop_duplicates("arch").head(int(n)).reset_index(drop=True)
+    same = done.arch.map(lambda a: decode_arch(a).replace(name="model").encode())  # the name is not the model
+    top = done[~same.duplicated()].head(int(n)).reset_index(drop=True)
     return top.assign(name=[f"finalist_{i}" for i in range(1, len(top) + 1)])
 
 
@@ -170,10 +171,9 @@ def stage2_ranking(finals: pd.DataFrame, summary: pd.DataFrame, params: Mapping,
     ``rank1`` (the stage-1 rank), best first; finalists with no completed training last."""
     s = params["search"]
     lat = f"latency_ms_{target}"
-    cols = ["name", "arch", "accuracy", "reward", *([lat] if lat in finals else [])]
-    out = finals[cols].assign(rank1=np.arange(1, len(finals) + 1))
-    out = out.merge(summary.drop(columns=[c for c in ("kind",) if c in summary]), on="name", how="left")
-    ok = out.accuracy_mean.notna() & out[lat].notna() if lat in out else out.accuracy_mean.notna() & False
+    out = finals[["name", "arch", "accuracy", "reward", lat]].assign(rank1=np.arange(1, len(finals) + 1))
+    out = out.merge(summary.drop(columns="kind", errors="ignore"), on="name", how="left")
+    ok = out.accuracy_mean.notna() & out[lat].notna()
     out["stage2_reward"] = np.nan
     out.loc[ok, "stage2_reward"] = mnas_reward(out.loc[ok, "accuracy_mean"].to_numpy(),
                                                out.loc[ok, lat].to_numpy(),
