@@ -1,11 +1,12 @@
-"""Model references -> something the estimators take: a zoo name, ``keras:<Application>``, a
-``.keras`` / ``.tflite`` path, an `ArchSpec`, an `OpGraph` or a Keras model (`resolve`), and any of
+"""Model references -> something the estimators take: a zoo name, ``keras:<Application>``,
+``nb201:<cell string>`` (a NAS-Bench-201 network, `accelnas.space.nb201`), a ``.keras`` / ``.tflite`` path, an `ArchSpec`, an `OpGraph` or a Keras model (`resolve`), and any of
 them but a ``.tflite`` file as an op graph (`to_graph`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from accelnas.space.arch import ArchSpec
+from accelnas.space import nb201
 from accelnas.space.graph import OpGraph, from_arch
 
 
@@ -17,6 +18,9 @@ def resolve(model, resolution: int | None = None):
         return model.name, model
     if isinstance(model, (str, Path)):
         text = str(model)
+        if text.startswith(nb201.PREFIX):
+            g = nb201.nb201_graph(text, resolution=int(resolution or 32))
+            return g.name, g
         if text.startswith("keras:"):
             import keras
 
@@ -40,7 +44,7 @@ def resolve(model, resolution: int | None = None):
 
         if text not in zoo.names():
             raise ValueError(f"unknown model {text!r}: give a zoo name ({', '.join(zoo.names())}), "
-                             "keras:<ApplicationName> (e.g. keras:ResNet50) or a .keras/.tflite path")
+                             "nb201:<NAS-Bench-201 cell string>, keras:<ApplicationName> (e.g. keras:ResNet50) or a .keras/.tflite path")
         return text, zoo.get(text, resolution=resolution)
     if hasattr(model, "count_params") and hasattr(model, "layers"):
         return model.name, model
