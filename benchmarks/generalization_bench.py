@@ -22,6 +22,15 @@ the 0.5 GB/s payload rate of a 5 Gbit/s 8b/10b link) cannot be reproduced by any
 hardware; such rows are kept, flagged (``below_link_bound``), and the held-out summary is also given
 without them (``heldout_consistent``).
 
+Cross-validated, per data set (``--folds K``, default 5; 0 skips it): the published calibration rows
+and LatBench's 1,528 measured NAS-Bench-201 networks (`accelnas.latency.calibrate.latbench_rows`, on
+the Edge TPU behind LatBench's own host path, ``coral@latbench``), each row predicted with the
+constants fitted (`accelnas.latency.calibrate.fit_constants`: chip constants once for the family, host
+constants per host path) without its fold, by the simulator and by an APM fitted to that simulator;
+next to them the ranking by MACs alone and the 3-constant roofline fitted on the other folds. Printed:
+median and max absolute error, Spearman and Kendall per data set and method. Fitting a fold takes
+~40 s (``--max-rows`` rows of a large set per fit, seeded).
+
 Builds the keras: models once (TensorFlow import and builds: ~30 s); ``--json`` prints one JSON object.
 """
 from __future__ import annotations
@@ -41,7 +50,7 @@ import pandas as pd  # noqa: E402
 from accelnas.latency import estimate  # noqa: E402
 from accelnas.latency import fidelity as R  # noqa: E402
 from accelnas.latency.calibrate import (CALIBRATION_CSV, HELDOUT_CSV, calibration_rows,  # noqa: E402
-                                        heldout_rows, row_graph)
+                                        cross_validate, heldout_rows, measurement_sets, row_graph)
 
 METHODS = ("sim", "apm", "roofline")
 
@@ -102,7 +111,44 @@ def summary(df: pd.DataFrame) -> dict:
     return out
 
 
-def run() -> dict:
+def rank_stats(pred, target) -> dict:
+    from scipy.stats import kendalltau, spearmanr
+
+    pred, target = np.asarray(pred, float), np.asarray(target, float)
+    err = np.abs(pred / target - 1)
+    return {"n": int(len(target)), "median_abs_error": float(np.median(err)), "max_abs_error": float(err.max()),
+            "spearman": float(spearmanr(pred, target).statistic),
+            "kendall": float(kendalltau(pred, target).statistic)}
+
+
+def cross_validated(k: int, max_rows: int, seed: int = 0) -> dict:
+    """{set: {method: rank_stats}} with k-fold cross-validated sim / APM / roofline predictions and the
+    MACs-only ranking (its errors are not latencies: only its rank statistics are given)."""
+    sets = measurement_sets()
+    cv = cross_validate(sets, k=k, seed=seed, max_rows=max_rows)
+    out = {}
+    for name, rows in sets.items():
+        y = np.array([r["latency_ms"] for r in rows])
+        graphs = [row_graph(r["builder"], r["resolution"]) for r in rows]
+        frame = pd.DataFrame({"macs": [g.macs for g in graphs], "weight_bytes": [g.weight_bytes for g in graphs],
+                              "latency_ms": y})
+        roof = np.full(len(rows), np.nan)
+        idx = np.random.default_rng([seed, len(rows)]).permutation(len(rows))
+        kk = min(k, len(rows))
+        for f in range(kk):
+            held = np.sort(idx[f::kk])
+            train = frame.drop(index=held)
+            base = R.roofline_baseline(train)
+            roof[held] = R.roofline_predict(frame.macs.values[held], frame.weight_bytes.values[held], base)
+        res = {m: rank_stats(cv[name][m], y) for m in ("sim", "apm")}
+        res["roofline"] = rank_stats(roof, y)
+        macs = rank_stats(frame.macs.values.astype(float), y)
+        res["macs_only"] = {"n": macs["n"], "spearman": macs["spearman"], "kendall": macs["kendall"]}
+        out[name] = res
+    return out
+
+
+def run(folds: int = 5, max_rows: int = 300) -> dict:
     t0 = time.perf_counter()
     df = predictions()
     rows = []
@@ -116,9 +162,10 @@ def run() -> dict:
                         for m in METHODS},
                      "link_bound_ms": None if not np.isfinite(r.link_bound_ms) else round(float(r.link_bound_ms), 2),
                      "below_link_bound": bool(r.below_link_bound)})
+    cv = cross_validated(folds, max_rows) if folds else {}
     return {"calibration_csv": str(CALIBRATION_CSV), "heldout_csv": str(HELDOUT_CSV),
             "roofline_baseline": df.attrs["roofline"], "summary": summary(df), "rows": rows,
-            "wall_s": time.perf_counter() - t0}
+            "cross_validated": cv, "folds": folds, "wall_s": time.perf_counter() - t0}
 
 
 def _pct(x) -> str:
@@ -128,8 +175,10 @@ def _pct(x) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--folds", type=int, default=5, help="k of the cross-validation per data set (0: skip)")
+    ap.add_argument("--max-rows", type=int, default=300, help="rows of a large data set per fit (seeded sample)")
     args = ap.parse_args(argv)
-    out = run()
+    out = run(args.folds, args.max_rows)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -149,6 +198,13 @@ def main(argv=None) -> int:
     b = out["roofline_baseline"]
     print(f"\nroofline baseline (coral calibration rows, n={b['n']}): {b['a_ms_per_gmac']:.3f} ms/GMAC, "
           f"{b['b_ms_per_mb_streamed']:.3f} ms per MB beyond {b['onchip_bytes'] / 1e6:.0f} MB, {b['c_ms']:.3f} ms")
+    if out["cross_validated"]:
+        print(f"\n{out['folds']}-fold cross-validated, per data set (constants fitted without the fold)")
+        print(f"{'set':<11}{'method':<10}{'n':>5}{'median|err|':>12}{'max|err|':>10}{'Spearman':>10}{'Kendall':>9}")
+        for name, res in out["cross_validated"].items():
+            for m, st in res.items():
+                med = f"{st['median_abs_error']:12.1%}{st['max_abs_error']:10.1%}" if "median_abs_error" in st else f"{'-':>12}{'-':>10}"
+                print(f"{name:<11}{m:<10}{st['n']:>5}{med}{st['spearman']:10.3f}{st['kendall']:9.3f}")
     print(f"({out['wall_s']:.1f} s)")
     return 0
 

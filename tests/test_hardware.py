@@ -1,6 +1,7 @@
 """Accelerator descriptions: loading, validation, derived figures (pure, fast)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 import yaml
 
 from accelnas.latency import accelerator as hardware
-from accelnas.latency.accelerator import Accelerator, load_accelerator
+from accelnas.latency.accelerator import HARDWARE_DIR, Accelerator, load_accelerator
 from accelnas.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +30,18 @@ def variant(tmp_path: Path, name: str = "coral", **changes) -> Path:
 
 
 def test_shipped_accelerators_load():
-    assert {"coral", "pixel4"} <= set(hardware.available())
-    for name in ("coral", "pixel4"):
+    assert hardware.available()
+    for name in hardware.available():
         acc = load_accelerator(name)
         assert acc.name == name and acc.source == str(HW / f"{name}.yaml")
         assert acc.supports("CONV_2D") and acc.supports("DEPTHWISE_CONV_2D")
-        assert not acc.supports("HARD_SWISH")
+        for host in acc.hosts:
+            assert load_accelerator(f"{name}@{host}").host == host
+    # which ops a compiler maps is per device: Coral's 2019 table lacks HARD_SWISH, Pixel 4 runs MobileNetV3
+    assert not load_accelerator("coral").supports("HARD_SWISH")
+    assert load_accelerator("pixel4").supports("HARD_SWISH")
+    for name in ("coral", "pixel4"):
+        acc = load_accelerator(name)
         assert acc.exclude.activations == ("swish",) and acc.exclude.squeeze_excite
         assert acc.exclude.reason
 
@@ -137,3 +144,45 @@ def test_direct_construction_checks_constants():
     with pytest.raises(ValueError, match="clock_mhz must be > 0"):
         coral.replace(clock_mhz=-1.0)
     assert isinstance(coral, Accelerator) and coral.replace(tiles=8).macs_per_cycle == 2048
+
+
+def test_a_host_path_changes_only_the_host_constants():
+    from accelnas.latency.accelerator import HOST_KEYS
+
+    coral = load_accelerator("coral")
+    lb = load_accelerator("coral@latbench")
+    assert lb.name == "coral@latbench" and lb.host == "latbench" and lb.family == coral.family == "edgetpu"
+    for f in dataclasses.fields(coral):
+        if f.name not in (*HOST_KEYS, "name", "host"):
+            assert getattr(lb, f.name) == getattr(coral, f.name), f.name
+    assert lb.invoke_overhead_ms != coral.invoke_overhead_ms
+    assert hash(lb) != hash(coral) and lb != coral
+    with pytest.raises(ParamsError, match="no host path 'devboard'.*latbench"):
+        load_accelerator("coral@devboard")
+
+
+def test_calibration_bounds_are_data_and_checked(tmp_path):
+    from accelnas.latency.calibrate import fit_space
+
+    space = fit_space([load_accelerator(n) for n in ("coral", "pixel4", "coral@latbench")])
+    groups = {g for g, _ in space.names}
+    assert groups == {"chip:edgetpu", "host:coral@", "host:pixel4@", "host:coral@latbench"}
+    assert all(lo <= hi for lo, hi in space.bounds)
+    src = (HARDWARE_DIR / "coral.yaml").read_text()
+    bad = tmp_path / "coral.yaml"
+    bad.write_text(src.replace("mac_efficiency: [0.2, 1.0]", "mac_efficiency: [0.9, 0.2]"))
+    with pytest.raises(ParamsError, match=r"calibration.chip.mac_efficiency.*low <= high"):
+        load_accelerator(bad)
+    bad.write_text(src.replace("mac_efficiency: [0.2, 1.0]", "clock_speed: [1, 2]"))
+    with pytest.raises(ParamsError, match=r"calibration.chip.clock_speed.*not a constant"):
+        load_accelerator(bad)
+
+
+def test_link_floor_comes_from_the_yaml():
+    from accelnas.latency.accelerator import link_floor_ms
+
+    coral, pixel4 = load_accelerator("coral"), load_accelerator("pixel4")
+    on_chip = coral.param_cache_bytes + coral.activation_memory_bytes
+    assert link_floor_ms(coral, on_chip) == 0.0
+    assert link_floor_ms(coral, on_chip + 50_000_000) == pytest.approx(100.0)   # 50 MB at 0.5 GB/s
+    assert link_floor_ms(pixel4, on_chip + 50_000_000) == 0.0                    # no floor given

@@ -86,9 +86,9 @@ def estimate(model, accelerator: Accelerator | str | Path = "coral", method: str
         x, fixed, f = apm.terms(model)
         streamed = int(apm.streamed_bytes(model))
         c = apm.coef
-        breakdown = {} if f.unsupported else {
-            "fixed": fixed * 1e3, "compute": c[0] * x[0] * 1e3, "per_op": c[1] * x[1] * 1e3,
-            "streaming": c[2] * x[2] * 1e3, "const": c[3] * 1e3}
+        names = ("dense", "depthwise", "elementwise", "per_op", "streaming", "const")
+        breakdown = {} if f.unsupported else {"fixed": fixed * 1e3} | {
+            n: ci * xi * 1e3 for n, ci, xi in zip(names, c, x)}
         return LatencyReport(method="apm", latency_ms=apm.latency_ms(model), param_bytes_on_chip=g.weight_bytes - streamed,
                              param_bytes_streamed=streamed, breakdown_ms=breakdown,
                              note=f"APM coefficients {apm.calibration}", **common)

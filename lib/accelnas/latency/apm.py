@@ -1,22 +1,26 @@
-"""Analytical performance model (APM): closed-form latency, cached per block, for the search.
+"""Analytical performance model (APM): a fast closed-form latency, fitted to the simulator.
 
-The APM is the simulator's model in closed form, organised for speed. Per op it uses the same
-tile mapping (`sim.compute_cycles`) and per-op overhead (`sim.overhead_cycles`, row bands included);
-per network the same parameter placement (`sim.first_fit`: whole ops, first-fit in execution
-order into the cache the peak activations leave) and the same staging-buffer rule for the streamed
-weights (`sim.stream_extra_s`), in one pass over the cached blocks (`sim.streaming_wait`). What it adds is caching: the features of a block repeat are
-computed once per (block, input shape) and summed, so scoring a candidate of a search is a few
-dictionary lookups; only a candidate whose weights exceed the cache walks its ops' (weight,
-compute) lists to place them. An architecture's latency is
+The APM is a separate, cheaper model than the simulator (`accelnas.latency.sim`). Per op it counts
+what a roofline sees, without the simulator's tile mapping (ragged edges over the 4 x 4 tiles and
+the MAC lanes), row bands, first-fit placement or the staging buffer's overlap in time:
 
-    invoke + io + c_compute * sum(compute) + c_overhead * sum(per-op overhead)
-           + c_stream * streaming wait + c_const
+* ``dense_s``: MACs of convolutions and dense layers at the accelerator's peak MAC rate;
+* ``depthwise_s``: MACs of depthwise convolutions at peak / ``lanes_in`` (one reduction lane used);
+* ``elementwise_s``: values read by elementwise / pooling / concatenation ops at the output lanes'
+  rate (the MAC array's depthwise path), once per TFLite op;
+* ``ops_s``: TFLite ops x the per-op overhead;
+* ``stream_s``: weight bytes beyond the parameter cache the network's peak activations leave, at
+  the off-chip bandwidth (no overlap with compute).
 
-where the streaming wait is what the weight loads add beyond the compute that hides them. With
-(1, 1, 1, 0) it equals the simulator on deployable graphs (up to the row bands of the fast path,
-counted per block); the coefficients are fitted to the simulator by least squares on relative error
-(`APM.fit`) and stored per accelerator in ``lib/accelnas/resources/apm_coef.json``
-(`accelnas.latency.calibrate.fit_apm_coefficients`), which `accelnas.latency.apm_for` loads.
+An architecture's latency is ``invoke + io + coef @ (dense_s, depthwise_s, elementwise_s, ops_s,
+stream_s, 1 s)``. The six coefficients are fitted to the simulator by non-negative least squares
+on relative error over a fixed seeded set of >= 1,000 architectures (search-space samples, the zoo
+at several resolutions, NAS-Bench-201 cells; `accelnas.latency.calibrate.fit_apm_coefficients`)
+and stored per accelerator in ``lib/accelnas/resources/apm_coef.json``, which
+`accelnas.latency.apm_for` loads. Features are cached per (block, input shape), so scoring a
+candidate of a search is a few dictionary lookups and one dot product. The APM's error against the
+simulator and against measured rows is reported by ``benchmarks/generalization_bench.py`` and
+notebook 02; it is never zero by construction.
 """
 from __future__ import annotations
 
@@ -28,24 +32,22 @@ from accelnas.space.arch import ArchSpec, BlockSpec
 from accelnas.space.blocks import emit_block
 from accelnas.space.graph import Net, Op, OpGraph, conv_op, fc_op, from_arch
 from accelnas.space.graph import tflite_ops
-from accelnas.latency.sim import Machine, _ceil, compute_cycles, live_bytes, streaming_wait
+from accelnas.latency.sim import Machine, live_bytes
 
-#: Identity coefficients: the APM equals the simulator's closed form.
-IDENTITY = (1.0, 1.0, 1.0, 0.0)
+#: Names of the APM's features / coefficients, in order (the last is a constant, seconds).
+COEF_NAMES = ("c_dense", "c_depthwise", "c_elementwise", "c_ops", "c_stream", "c_const_s")
+#: Unfitted coefficients: each roofline term at face value, no constant.
+UNIT = (1.0, 1.0, 1.0, 1.0, 1.0, 0.0)
 
 
 @dataclass(frozen=True)
 class Part:
     """Cached features of a group of ops (a block repeat, the stem, the head), execution order."""
 
-    compute_s: float
-    overhead_s: float
+    terms: tuple             # (dense_s, depthwise_s, elementwise_s, ops_s): summed over the ops
     weight_bytes: int
     peak_bytes: int          # peak live activation bytes while these ops run
     unsupported: int         # ops the accelerator cannot run
-    weights: tuple           # per op: int8 weight bytes
-    computes: tuple          # per op: compute seconds
-    overheads: tuple         # per op: overhead seconds
     out_shape: tuple
 
 
@@ -53,21 +55,22 @@ class Part:
 class Features:
     """Summed features of a network (see `APM.terms`)."""
 
-    compute_s: float
-    overhead_s: float
+    terms: tuple             # (dense_s, depthwise_s, elementwise_s, ops_s)
     weight_bytes: int
     peak_bytes: int
     unsupported: int
-    parts: tuple             # the Parts, execution order (for the weight placement)
 
 
 class APM:
-    """The APM of one machine. ``coef`` = (c_compute, c_overhead, c_stream, c_const_s)."""
+    """The APM of one machine; ``coef`` in the order of `COEF_NAMES`."""
 
-    def __init__(self, machine: Machine, coef: tuple[float, float, float, float] = IDENTITY) -> None:
+    def __init__(self, machine: Machine, coef: tuple = UNIT) -> None:
         self.machine = machine
+        if len(coef) != len(COEF_NAMES):
+            raise ValueError(f"the APM takes {len(COEF_NAMES)} coefficients ({', '.join(COEF_NAMES)}), got {len(coef)}")
         self.coef = tuple(float(c) for c in coef)
-        self.calibration = "identity" if self.coef == IDENTITY else "given"
+        self._c = np.array(self.coef)
+        self.calibration = "unfitted" if self.coef == UNIT else "given"
         self._cache: dict = {}
 
     def __repr__(self) -> str:
@@ -77,21 +80,29 @@ class APM:
     def _part(self, ops: list[Op], out_shape) -> Part:
         m = self.machine
         live = live_bytes(OpGraph("g", tuple(ops)))
-        act_cap = m.activation_memory_bytes
-        per_op_s = m.per_op_overhead_cycles / m.clock_hz
-        w, c, o = [], [], []
-        unsupported = 0
-        for op, b in zip(ops, live):
+        dense = dw = elem = n_ops = 0.0
+        weights = unsupported = 0
+        for op in ops:
             if op.kind == "input":
                 continue
-            tfl = tflite_ops(op)  # as sim.supported and sim.overhead_cycles
-            w.append(op.weight_bytes)
-            c.append(compute_cycles(op, m)[0] / m.clock_hz)
-            o.append(_ceil(b, act_cap) * max(1, len(tfl)) * per_op_s)
+            tfl = tflite_ops(op)
+            n_ops += max(1, len(tfl))
+            weights += op.weight_bytes
+            if op.kind in ("conv", "fc"):
+                dense += op.macs
+            elif op.kind == "dwconv":
+                dw += op.macs
+            elif op.kind != "reshape":
+                reads = (op.out_bytes if op.kind == "concat" else
+                         op.out_bytes * op.kernel * op.kernel if op.kind in ("maxpool", "avgpool") else
+                         op.in_bytes * max(1, len(op.inputs)))
+                elem += max(1, len(tfl)) * reads
             if any(t not in m.supported_ops for t in tfl) or (op.kind == "fc" and op.out_shape[:2] != (1, 1)):
                 unsupported += 1
-        return Part(sum(c), sum(o), sum(w), max(live) if live else 0, unsupported, tuple(w), tuple(c),
-                    tuple(o), tuple(out_shape))
+        terms = (dense / m.peak_macs_per_s, dw * m.lanes_in / m.peak_macs_per_s,
+                 elem / (m.tiles * m.act_bytes_per_cycle_per_tile * m.clock_hz),
+                 n_ops * m.per_op_overhead_cycles / m.clock_hz)
+        return Part(terms, weights, max(live) if live else 0, unsupported, tuple(out_shape))
 
     def _block(self, arch: ArchSpec, b: BlockSpec, shape, stride: int) -> Part:
         act = b.activation or arch.activation
@@ -143,48 +154,44 @@ class APM:
         if arch.stem_pool:  # rare (ResNet): take the generic path
             return self.graph_features(from_arch(arch))
         stem = self._stem(arch)
-        parts = [stem]
+        d, w, e, o = stem.terms
+        wb, peak, bad = stem.weight_bytes, stem.peak_bytes, stem.unsupported
         shape = stem.out_shape
-        cs, os_, wb, peak, bad = stem.compute_s, stem.overhead_s, stem.weight_bytes, stem.peak_bytes, stem.unsupported
         for b in arch.blocks:
             for i in range(b.repeats):
                 p = self._block(arch, b, shape, b.stride if i == 0 else 1)
-                parts.append(p)
                 shape = p.out_shape
-                cs += p.compute_s
-                os_ += p.overhead_s
+                t = p.terms
+                d, w, e, o = d + t[0], w + t[1], e + t[2], o + t[3]
                 wb += p.weight_bytes
                 bad += p.unsupported
                 if p.peak_bytes > peak:
                     peak = p.peak_bytes
         head = self._head(arch, shape)
-        parts.append(head)
-        return Features(cs + head.compute_s, os_ + head.overhead_s, wb + head.weight_bytes,
-                        max(peak, head.peak_bytes), bad + head.unsupported, tuple(parts))
+        t = head.terms
+        return Features((d + t[0], w + t[1], e + t[2], o + t[3]), wb + head.weight_bytes,
+                        max(peak, head.peak_bytes), bad + head.unsupported)
 
     def graph_features(self, graph: OpGraph) -> Features:
         p = self._part(list(graph.ops), graph.output_shape)
-        return Features(p.compute_s, p.overhead_s, p.weight_bytes, p.peak_bytes, p.unsupported, (p,))
+        return Features(p.terms, p.weight_bytes, p.peak_bytes, p.unsupported)
 
     def features(self, model: ArchSpec | OpGraph) -> Features:
         return self.arch_features(model) if isinstance(model, ArchSpec) else self.graph_features(model)
 
     # ---- latency -----------------------------------------------------------------------------
     def cache_bytes(self, f: Features) -> float:
-        """Parameter cache left by the peak activations (as in the simulator), bytes."""
+        """Parameter cache left by the peak activations, bytes."""
         m = self.machine
         return m.param_sram_bytes + max(0, m.activation_memory_bytes - f.peak_bytes)
 
-    def streaming(self, f: Features) -> tuple[float, int]:
-        """(streaming wait in s, streamed bytes): first-fit placement and the staging-buffer rule
-        (`sim.streaming_wait`, the simulator's `first_fit` + `stream_extra_s` in one pass)."""
-        cache = self.cache_bytes(f)
-        if f.weight_bytes <= cache:
-            return 0.0, 0
-        return streaming_wait(f.parts, cache, self.machine.offchip_bytes_per_s)
+    def streamed_bytes(self, model: ArchSpec | OpGraph) -> int:
+        """Weight bytes beyond the parameter cache (streamed on every inference)."""
+        f = self.features(model)
+        return int(max(0.0, f.weight_bytes - self.cache_bytes(f)))
 
     def terms(self, model: ArchSpec | OpGraph) -> tuple[np.ndarray, float, Features]:
-        """(x, fixed_s, features): latency_s = fixed_s + x @ coef, x = (compute, overhead, wait, 1)."""
+        """(x, fixed_s, features): latency_s = fixed_s + x @ coef, x in the order of `COEF_NAMES`."""
         m = self.machine
         f = self.features(model)
         if isinstance(model, ArchSpec):
@@ -192,49 +199,42 @@ class APM:
         else:
             in_elems, out_elems = int(np.prod(model.input_shape)), int(np.prod(model.output_shape))
         fixed = m.invoke_overhead_s + in_elems / m.input_bytes_per_s + out_elems / m.output_bytes_per_s
-        wait = self.streaming(f)[0] if not f.unsupported else 0.0
-        return np.array([f.compute_s, f.overhead_s, wait, 1.0]), fixed, f
+        stream = max(0.0, f.weight_bytes - self.cache_bytes(f)) / m.offchip_bytes_per_s
+        return np.array([*f.terms, stream, 1.0]), fixed, f
 
     def latency_ms(self, model: ArchSpec | OpGraph) -> float:
         """Latency of an architecture or op graph, ms. A graph with an op the accelerator cannot
         run gets ``inf`` here: the APM scores deployable candidates (use `sim` for partitions)."""
-        m = self.machine
-        if isinstance(model, ArchSpec):
-            f = self.arch_features(model)
-            in_elems, out_elems = model.resolution * model.resolution * 3, model.num_classes
-        else:
-            f = self.graph_features(model)
-            in_elems, out_elems = int(np.prod(model.input_shape)), int(np.prod(model.output_shape))
+        x, fixed, f = self.terms(model)
         if f.unsupported:
             return float("inf")
-        c0, c1, c2, c3 = self.coef
-        wait = self.streaming(f)[0]
-        fixed = m.invoke_overhead_s + in_elems / m.input_bytes_per_s + out_elems / m.output_bytes_per_s
-        return (fixed + c0 * f.compute_s + c1 * f.overhead_s + c2 * wait + c3) * 1e3
-
-    def streamed_bytes(self, model: ArchSpec | OpGraph) -> int:
-        return self.streaming(self.features(model))[1]
+        return (fixed + float(x @ self._c)) * 1e3
 
     def bound(self, model: ArchSpec | OpGraph) -> str:
-        """What dominates: streaming (weights beyond the cache), overhead (per-op) or compute."""
+        """What dominates: compute (dense + depthwise + elementwise), overhead (per-op) or streaming."""
         x, _, f = self.terms(model)
         if f.unsupported:
             return "cpu-fallback"
-        c0, c1, c2, _ = self.coef
-        parts = {"compute": c0 * x[0], "overhead": c1 * x[1], "streaming": c2 * x[2]}
+        c = x * self._c
+        parts = {"compute": c[0] + c[1] + c[2], "overhead": c[3], "streaming": c[4]}
         return max(parts, key=parts.get)
 
     def fit(self, models: list, target_ms: list[float]) -> "APM":
-        """Least-squares fit of ``coef`` to target latencies (relative error), in place."""
+        """Non-negative least-squares fit of ``coef`` to target latencies (relative error), in place."""
+        from scipy.optimize import nnls
+
         rows, fixed = [], []
         for mdl in models:
             x, fx, _ = self.terms(mdl)
             rows.append(x)
             fixed.append(fx)
         X = np.array(rows)
-        y = np.asarray(target_ms, dtype=float) * 1e-3 - np.array(fixed)
-        w = 1.0 / (np.asarray(target_ms, dtype=float) * 1e-3)  # relative error
-        coef, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
-        self.coef = tuple(float(c) for c in coef)
+        t = np.asarray(target_ms, dtype=float) * 1e-3
+        y = t - np.array(fixed)
+        w = 1.0 / t  # relative error
+        scale = np.maximum(np.abs(X).max(axis=0), 1e-12)  # conditioning: columns to unit scale
+        coef, _ = nnls((X * w[:, None]) / scale, y * w)
+        self.coef = tuple(float(c) for c in coef / scale)
+        self._c = np.array(self.coef)
         self.calibration = f"fitted to {len(models)} targets"
         return self

@@ -31,11 +31,9 @@ from accelnas.space.graph import OpGraph, from_arch
 from accelnas.latency.accelerator import Accelerator
 from accelnas.latency import apm_for, as_accelerator, estimate, machine
 from accelnas.latency.calibrate import calibration_rows, row_graph
-from accelnas.latency.apm import APM
+from accelnas.latency.apm import APM, COEF_NAMES  # noqa: F401  (COEF_NAMES re-exported)
 from accelnas.latency.sim import simulate
 
-#: Names of `APM.coef`, in order.
-COEF_NAMES = ("c_compute", "c_overhead", "c_stream", "c_const_s")
 
 #: On-chip memory the roofline baseline assumes ("~8 MB" of SRAM on the Edge TPU), bytes.
 ROOFLINE_ONCHIP_BYTES = 8_000_000
@@ -149,13 +147,14 @@ def validation_frame(accelerators=("coral", "pixel4"), rows=None):
     import pandas as pd
 
     out = []
+    accs = {h: as_accelerator(h) for h in accelerators}
     for r in rows or calibration_rows():
-        if r["hardware"] not in accelerators:
+        if r["hardware"] not in accs:
             continue
         g = row_graph(r["builder"], r["resolution"])
         row = {k: r[k] for k in ("model", "builder", "resolution", "hardware", "latency_ms", "source")}
         for method in ("sim", "apm"):
-            est = estimate(g, r["hardware"], method)
+            est = estimate(g, accs[r["hardware"]], method)
             row[f"{method}_ms"] = est.latency_ms
             row[f"{method}_error"] = est.latency_ms / r["latency_ms"] - 1
         out.append(row)
@@ -312,9 +311,9 @@ def apm_model_dict(apm: APM, acc: Accelerator, fit: dict | None = None) -> dict:
     constants = dataclasses.asdict(acc)
     return {"accelerator": acc.name, "source": acc.source,
             "coef": dict(zip(COEF_NAMES, (float(c) for c in apm.coef))),
-            "formula": "latency_s = invoke + io + c_compute * sum(compute_s) + c_overhead * "
-                       "sum(per_op_overhead_s) + c_stream * streaming_wait_s + c_const_s (streaming_wait_s: "
-                       "what the streamed weight loads add beyond the compute that hides them)",
+            "formula": "latency_s = invoke + io + c_dense * dense_s + c_depthwise * depthwise_s + "
+                       "c_elementwise * elementwise_s + c_ops * ops_s + c_stream * stream_s + c_const_s "
+                       "(roofline terms per op summed, see accelnas.latency.apm)",
             "fit": fit or {}, "accelerator_constants": constants}
 
 

@@ -28,7 +28,7 @@ idle: it runs at <= 1/lanes_in of peak, the cause of MobileNet's poor Edge TPU u
 op also needs its weights broadcast from the parameter SRAM (``param_bytes_per_cycle``), and
 elementwise / pooling / concatenation ops, which have no vector unit of their own in the public
 record, stream their int8 inputs through the array's depthwise path at
-``act_bytes_per_cycle_per_tile`` (= the output lanes) x ``mac_efficiency``: a standalone
+``act_bytes_per_cycle_per_tile`` (= the output lanes) x ``elementwise_efficiency``: a standalone
 BatchNorm or a concatenation costs as much per value as a 1x1 depthwise conv (DenseNet).
 """
 from __future__ import annotations
@@ -60,6 +60,7 @@ class Machine:
     cpu_macs_per_s: float
     cpu_per_op_s: float
     mac_efficiency: float = 1.0
+    elementwise_efficiency: float = 1.0
     supported_ops: frozenset = field(default_factory=frozenset)
 
     @cached_property
@@ -88,7 +89,7 @@ class Machine:
             invoke_overhead_s=acc.invoke_overhead_ms * 1e-3,
             per_op_overhead_cycles=acc.per_op_overhead_cycles,
             cpu_macs_per_s=acc.cpu_gmacs_per_s * 1e9, cpu_per_op_s=acc.cpu_per_op_us * 1e-6,
-            mac_efficiency=acc.mac_efficiency,
+            mac_efficiency=acc.mac_efficiency, elementwise_efficiency=acc.elementwise_efficiency,
             supported_ops=frozenset(acc.supported_ops))
 
 
@@ -140,7 +141,7 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
     if op.kind in ("input", "reshape"):
         return 0.0, "overhead"
     # elementwise, pooling, concatenation, padding, mean: no vector unit, the int8 values go through
-    # the MAC array's depthwise path (one value per output lane and cycle, at the MAC efficiency),
+    # the MAC array's depthwise path (one value per output lane and cycle, at the elementwise efficiency),
     # once per TFLite op (a standalone BatchNorm is a MUL and an ADD); a concatenation reads every
     # input once (together its output's size), a pooling window every tap
     if op.kind == "concat":
@@ -149,7 +150,7 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
         reads = op.out_bytes * k2
     else:
         reads = op.in_bytes * max(1, len(op.inputs))
-    rate = m.tiles * m.act_bytes_per_cycle_per_tile * m.mac_efficiency
+    rate = m.tiles * m.act_bytes_per_cycle_per_tile * m.elementwise_efficiency
     return tflite_op_count(op) * reads / rate, "memory"
 
 
@@ -184,7 +185,6 @@ def stream_extra_s(compute_s, overhead_s, streamed_bytes, bytes_per_s: float) ->
     The staging buffer holds one op's weights: the load of a streamed op starts when the previous
     streamed op has finished (at invoke for the first) and overlaps every op computed since then
     plus the op's own compute (it starts on the first tiles of weights); what is left is waited.
-    The same rule serves the simulator and the APM.
     """
     out = []
     window = 0.0
@@ -198,37 +198,6 @@ def stream_extra_s(compute_s, overhead_s, streamed_bytes, bytes_per_s: float) ->
             out.append(0.0)
             window += o
     return out
-
-
-def streaming_wait(parts, cache_bytes: float, bytes_per_s: float) -> tuple[float, int]:
-    """`first_fit` and `stream_extra_s` in one pass over groups of ops (the APM's block parts):
-    (total wait in s, streamed bytes). Each part has ``weight_bytes``, ``compute_s``,
-    ``overhead_s`` and per-op ``weights``, ``computes``, ``overheads``; leading parts that fit
-    whole are taken at once."""
-    free = cache_bytes
-    window = wait = 0.0
-    streamed = 0
-    per_op = False
-    for p in parts:
-        if not per_op and p.weight_bytes <= free:
-            free -= p.weight_bytes
-            window += p.compute_s + p.overhead_s
-            continue
-        per_op = True
-        for w, c, o in zip(p.weights, p.computes, p.overheads):
-            window += c
-            if w and w <= free:
-                free -= w
-                window += o
-            elif w:
-                x = w / bytes_per_s - window
-                if x > 0:
-                    wait += x
-                streamed += w
-                window = 0.0
-            else:
-                window += o
-    return wait, streamed
 
 
 def live_bytes(graph: OpGraph) -> list[int]:
