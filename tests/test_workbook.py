@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from accelnas import runner
+from accelnas.latency.apm import COEF_NAMES
 from accelnas.space.arch import decode_arch
 from accelnas.space.search_space import SearchSpace
 
@@ -35,7 +36,7 @@ def test_smoke_workbook(tmp_path):
     assert set(validation.hardware) == {"coral", "pixel4"} and (validation.sim_error.abs() <= 0.25).all()
     for acc in ("coral", "pixel4"):
         model = json.loads((run_dir / "latency_models" / f"apm_{acc}.json").read_text())
-        assert model["accelerator"] == acc and len(model["coef"]) == 4
+        assert model["accelerator"] == acc and list(model["coef"]) == list(COEF_NAMES)
         assert model["accelerator_constants"]["name"] == acc
     avs = pd.read_parquet(run_dir / "apm_vs_sim.parquet")
     assert set(avs.split) == {"fit", "eval"} and (avs.sim_ms > 0).all()

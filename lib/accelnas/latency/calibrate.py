@@ -356,8 +356,20 @@ def apm_coefficients(acc) -> tuple[tuple[float, float, float, float], str]:
     return tuple(float(v) for v in rec["coef"].values()), "fitted on first use"
 
 
-def write_apm_coefficients(names=("coral", "pixel4", LATBENCH_HOST), path: str | Path = APM_COEF_JSON) -> dict:
-    """Fit the APM coefficients of the named accelerators and write them to ``path``."""
+def accelerator_names() -> list[str]:
+    """Every shipped accelerator and each of its host paths (``<name>@<host>``)."""
+    from accelnas.latency.accelerator import available
+
+    out = []
+    for name in available():
+        out += [name] + [f"{name}@{h}" for h in load_accelerator(name).hosts]
+    return out
+
+
+def write_apm_coefficients(names=None, path: str | Path = APM_COEF_JSON) -> dict:
+    """Fit the APM coefficients of the named accelerators (default: `accelerator_names`, every
+    shipped YAML and host path) and write them to ``path``."""
+    names = names or accelerator_names()
     from accelnas.io import atomic_write_bytes
 
     out = {"doc": "APM coefficients fitted to the simulator by accelnas.latency.calibrate."
