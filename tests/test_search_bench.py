@@ -77,3 +77,23 @@ def test_benchmark_runs_with_a_tiny_budget():
     # evolution's first `population` (3) proposals are random's: scored once, then taken from the cache
     assert r["cache"]["cache_hits"] >= 3
     assert r["cache"]["unique_architectures"] + r["cache"]["cache_hits"] == 8
+
+
+@pytest.mark.slow
+def test_estimator_benchmark_runs_the_same_search_with_each_estimator():
+    d = _data_dir()
+    if d is None:
+        pytest.skip("no cifar10.npz: set ACCELNAS_DATA_DIR to a folder holding it")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", ACCELNAS_DATA_DIR=str(d))
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "estimator_bench.py"), "--fast", "--json"],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(p.stdout)
+    assert sorted(x["method"] for x in r["runs"]) == ["apm", "sim"]
+    assert all(x["completed"] == 6 and x["search_s"] <= x["wall_s"] for x in r["runs"])
+    pair = r["pairs"][0]
+    assert 0 <= pair["top10_overlap"] <= pair["top10"] <= 6
+    # the APM is fitted to the simulator, not equal to it: close in rank, never identical
+    assert r["archs_scored"] >= 6 and 0 < r["apm_vs_sim_median_abs_error"] < 0.5
+    cost = r["per_estimate_s"]
+    assert cost["apm_warm_s"] < cost["sim_s"]
