@@ -13,7 +13,7 @@ from accelnas.latency.accelerator import HARDWARE_DIR, Accelerator, load_acceler
 from accelnas.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
-HW = ROOT / "params" / "hardware"
+HW = ROOT / "lib" / "accelnas" / "resources" / "hardware"
 
 
 def variant(tmp_path: Path, name: str = "coral", **changes) -> Path:

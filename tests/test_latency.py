@@ -27,7 +27,7 @@ from accelnas.params import ParamsError
 from accelnas.space.search_space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
-HW = ROOT / "params" / "hardware"
+HW = ROOT / "lib" / "accelnas" / "resources" / "hardware"
 
 
 @pytest.fixture(scope="module")

@@ -86,3 +86,18 @@ def test_public_api():
         assert hasattr(accelnas, name), name
     with pytest.raises(AttributeError):
         accelnas.not_a_thing  # noqa: B018
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_accelerators_and_resources(tmp_path):
+    """A wheel install finds the accelerator YAMLs, the published rows and the APM coefficients."""
+    import zipfile
+
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (wheel,) = tmp_path.glob("accelnas-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = {f"accelnas/resources/hardware/{y.name}" for y in (REPO / "lib/accelnas/resources/hardware").glob("*.yaml")}
+    assert shipped and shipped <= names
+    assert {"accelnas/resources/calibration.csv", "accelnas/resources/apm_coef.json"} <= names

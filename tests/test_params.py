@@ -176,7 +176,7 @@ def test_sample_size_at_most_population(tmp_path):
 
 
 def test_accelerator_given_as_path_relative_to_params_file(tmp_path):
-    hw = yaml.safe_load((ROOT / "params" / "hardware" / "coral.yaml").read_text())
+    hw = yaml.safe_load((ROOT / "lib" / "accelnas" / "resources" / "hardware" / "coral.yaml").read_text())
     hw["name"] = "mytpu"
     (tmp_path / "hw").mkdir()
     (tmp_path / "hw" / "mytpu.yaml").write_text(yaml.safe_dump(hw))

@@ -45,7 +45,7 @@ SCHEMA: dict = {
                    pattern=r"cifar10|synthetic|folder:.+|tfds:[A-Za-z0-9_./:-]+",
                    hint="cifar10, synthetic, folder:PATH or tfds:NAME"),
     "accelerators": Key(list, ["coral", "pixel4"],
-                        "accelerators to model: names under params/hardware/ or YAML paths",
+                        "accelerators to model: names shipped in accelnas/resources/hardware/ or YAML paths",
                         item=Key(str), min_len=1, unique=True),
     "target_accelerator": Key(str, "coral", "the accelerator the search optimises for "
                                             "(one of accelerators)"),

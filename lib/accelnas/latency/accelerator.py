@@ -1,4 +1,5 @@
-"""Accelerator descriptions: `Accelerator`, loaded from ``params/hardware/<name>.yaml``.
+"""Accelerator descriptions: `Accelerator`, loaded from ``accelnas/resources/hardware/<name>.yaml``
+(package data: a wheel install finds them) or from any YAML path.
 
 Pure module (no TensorFlow). Adding an accelerator is adding a YAML file; its keys are declared as
 data in `HARDWARE_SCHEMA` and validated by `accelnas.params.validate` (missing keys, unknown keys,
@@ -20,8 +21,8 @@ from accelnas.space.arch import ACTIVATIONS
 from accelnas.schema import REQUIRED, Key, ParamsError, validate
 from accelnas.space import blocks
 
-HARDWARE_DIR = Path(__file__).resolve().parents[3] / "params" / "hardware"
-"""Where accelerator names are looked up (the repository's ``params/hardware/``)."""
+HARDWARE_DIR = Path(__file__).resolve().parents[1] / "resources" / "hardware"
+"""Where accelerator names are looked up (the package's ``resources/hardware/``)."""
 
 _POS = dict(type=float, gt=0)
 _POS_INT = dict(type=int, min=1)
@@ -213,12 +214,12 @@ class Accelerator:
 
 
 def available() -> list[str]:
-    """Names of the accelerators shipped in ``params/hardware/``."""
+    """Names of the accelerators shipped in ``resources/hardware/``."""
     return sorted(p.stem for p in HARDWARE_DIR.glob("*.yaml"))
 
 
 def is_path(name_or_path: str | Path) -> bool:
-    """Whether an accelerator reference is a YAML path (else a name under ``params/hardware/``)."""
+    """Whether an accelerator reference is a YAML path (else a name under ``resources/hardware/``)."""
     s = str(name_or_path)
     return isinstance(name_or_path, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml"))
 
@@ -246,7 +247,7 @@ def load_accelerator(name_or_path: str | Path, base_dir: str | Path | None = Non
     """Load and validate an accelerator description.
 
     Args:
-        name_or_path: a name under ``params/hardware/`` (``coral``) or a path to a YAML file.
+        name_or_path: a name under ``resources/hardware/`` (``coral``) or a path to a YAML file.
         base_dir: where a relative path is looked up first (then the current directory).
 
     Raises:

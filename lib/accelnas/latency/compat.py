@@ -347,7 +347,7 @@ def edgetpu_compat(tflite: bytes | str | os.PathLike, *, modern_compiler: bool =
         modern_compiler: count the ops that later compilers map (HARD_SWISH, TRANSPOSE_CONV, ...)
             as supported; default False = the 2019 table.
         supported_ops: an explicit op table instead (e.g. an ``Accelerator.supported_ops`` from
-            ``params/hardware/*.yaml``); the structural rules above still apply.
+            ``accelnas/resources/hardware/*.yaml``); the structural rules above still apply.
         use_compiler: run ``edgetpu_compiler`` (None: when it is on PATH). Its counts then decide
             ``fully_mapped`` (``source="edgetpu_compiler"``); the per-op list comes from the rules.
 

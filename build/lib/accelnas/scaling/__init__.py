@@ -1,0 +1,1 @@
+"""Stage 4 of the workbook: compound scaling toward latency targets (`compound`)."""

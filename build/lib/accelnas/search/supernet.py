@@ -1,0 +1,610 @@
+"""A weight-sharing supernet over a search space: stage-1 scores in seconds, not a training each.
+
+One network holds every candidate of a `SearchSpace` at the proxy task's size (`accelnas.search.proxy`:
+the same stride rule, width multiplier and classes as a stand-alone proxy training). Weights are
+shared where shapes nest, as in Once-for-All and TuNAS:
+
+* **kernels** by the centre slice: a k x k kernel is the centre of the largest one (the other taps
+  are masked to zero; with "same" padding the centre sits on the same input pixel for every k, so
+  the masked k_max conv equals a k x k conv);
+* **widths and expansions** by leading channels: a stage's c output channels are the first c of its
+  largest width, an expanded layer's m channels the first m; the rest are masked to zero after the
+  activation, so a layer never sees more input than the candidate has;
+* **depth** by the first repeats: a stage with r repeats runs its first r blocks; the others pass
+  their input through;
+* **block types** as their own branches per block (``tf.switch_case``: only the chosen type runs);
+  activations likewise per stage.
+
+The subnet of a candidate is therefore exactly ``build(proxy_arch(candidate))`` with inherited
+weights (`subnet_weights` exports them under the Keras layer names; tests/test_supernet.py checks
+the two agree). Training samples one path per step (``rule="uniform"``) or the sandwich rule
+(``"sandwich"``: the largest, the smallest and two random paths per step, gradients summed; Yu &
+Huang 2019). BatchNorm uses batch statistics while training; a candidate is scored after
+recalibrating every BatchNorm on training images with its own path (the statistics of a shared
+layer differ per subnet), then evaluated on the validation split.
+
+Covered: spaces of ``conv``, ``ibn`` and ``fused`` blocks (expansion > 1) without squeeze-excite
+(the Edge TPU excludes it). Other spaces raise ValueError naming what is not covered.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from accelnas.search.proxy import MIN_FEATURE, proxy_arch
+from accelnas.space.arch import ArchSpec, make_divisible
+from accelnas.space.search_space import SearchSpace
+
+TYPES = ("conv", "ibn", "fused")
+ACTS = ("relu", "relu6", "hswish", "swish")
+EPS = 1e-3  # BatchNorm epsilon of accelnas.space.builder
+RULES = ("uniform", "sandwich")
+
+
+@dataclass(frozen=True)
+class StageDims:
+    """Largest shapes of one stage in the supernet."""
+
+    stride: int
+    cin: int        # largest input channels (previous stage's largest output, or the stem)
+    cout: int       # largest output channels
+    repeats: int    # largest repeats
+    kernel: int     # largest kernel
+    mid: int        # largest expanded channels (over both first and later repeats)
+
+
+def _extreme(space: SearchSpace, pick, values: Mapping[str, Any] | None = None) -> ArchSpec:
+    """``values`` (default: each decision's first choice) with every numeric decision set to
+    ``pick`` (max or min) of its choices; block types and activations stay as given."""
+    choices = space.choices()
+    values = dict(values or {k: v[0] for k, v in choices.items()})
+    for key, opts in choices.items():
+        if not key.endswith(("_block", "_activation")):
+            values[key] = pick(opts)
+    return space.from_values(values)
+
+
+class Supernet:
+    """A weight-sharing supernet (see the module docstring).
+
+    Args:
+        space: the search space (after the accelerators' exclusions).
+        resolution, width_mult, num_classes, min_feature: the proxy task (`proxy_arch`).
+        seed: weight initialisation.
+    """
+
+    def __init__(self, space: SearchSpace, *, resolution: int, width_mult: float, num_classes: int,
+                 min_feature: int = MIN_FEATURE, seed: int = 0) -> None:
+        bad = [t for t in space.block_types if t not in TYPES]
+        if bad:
+            raise ValueError(f"the supernet covers block types {TYPES}, not {bad}; use "
+                             "search.evaluator: standalone for this space")
+        if any(r > 0 for r in space.se_ratios):
+            raise ValueError("the supernet covers spaces without squeeze-excite (se_ratios: [0.0]); "
+                             "use search.evaluator: standalone for this space")
+        if any(float(e) == 1.0 for e in space.expand_ratios):
+            raise ValueError("the supernet needs expand_ratios > 1 (an ibn/fused block with "
+                             "expansion 1 has another structure); use search.evaluator: standalone")
+        self.space = space
+        self.proxy = dict(resolution=int(resolution), width_mult=float(width_mult),
+                          num_classes=int(num_classes), min_feature=int(min_feature))
+        self.types = tuple(t for t in TYPES if t in space.block_types)
+        self.acts = tuple(a for a in ACTS if a in set(space.activations) | {space.activation})
+        big = self._proxy(_extreme(space, max))
+        self.stem_channels = big.stem.out_channels
+        self.stem_stride = big.stem.stride
+        self.head_channels = big.head_channels
+        self.stage_strides = tuple(b.stride for b in big.blocks)
+        dims, cin = [], self.stem_channels
+        e_max = max(space.expand_ratios)
+        for b in big.blocks:
+            mid = max(make_divisible(cin * e_max, 8), make_divisible(b.out_channels * e_max, 8))
+            dims.append(StageDims(b.stride, cin, b.out_channels, b.repeats, b.kernel, mid))
+            cin = b.out_channels
+        self.dims = tuple(dims)
+        self.seed = int(seed)
+        self._build_variables()
+        self._fns: dict = {}
+        self._cache: dict = {}
+        self._cache_data = None
+        self.history: list[dict] = []
+
+    # ---- the candidate as tensors ----------------------------------------------------------
+
+    def _proxy(self, arch: ArchSpec) -> ArchSpec:
+        return proxy_arch(arch, **self.proxy)
+
+    def encode(self, arch: ArchSpec) -> dict[str, np.ndarray]:
+        """The candidate's path: per stage block type, kernel, activation, output channels,
+        repeats, expanded channels of the first and later repeats, residual flags."""
+        p = self._proxy(arch)
+        if len(p.blocks) != len(self.dims) or tuple(b.stride for b in p.blocks) != self.stage_strides:
+            raise ValueError(f"{arch.name}: not a candidate of this supernet's space (stages or strides differ)")
+        if p.stem.out_channels != self.stem_channels or p.head_channels != self.head_channels:
+            raise ValueError(f"{arch.name}: stem/head differ from the supernet's")
+        rows = []
+        cin = self.stem_channels
+        for b, d in zip(p.blocks, self.dims):
+            if b.type not in self.types or b.se_ratio:
+                raise ValueError(f"{arch.name}: block {b.encode()} is not covered by the supernet")
+            act = b.activation or p.activation
+            e = b.expand_ratio
+            mid0 = make_divisible(cin * e, 8) if b.type != "conv" else 0
+            mid1 = make_divisible(b.out_channels * e, 8) if b.type != "conv" else 0
+            res0 = int(b.type != "conv" and b.skip and b.stride == 1 and cin == b.out_channels)
+            res1 = int(b.type != "conv" and b.skip)
+            rows.append([self.types.index(b.type), b.kernel, self.acts.index(act), b.out_channels,
+                         b.repeats, mid0, mid1, res0, res1])
+            if b.out_channels > d.cout or b.repeats > d.repeats or b.kernel > d.kernel or max(mid0, mid1) > d.mid:
+                raise ValueError(f"{arch.name}: {b.encode()} exceeds the supernet's largest stage")
+            cin = b.out_channels
+        return {"stages": np.asarray(rows, dtype=np.int32),
+                "act": np.int32(self.acts.index(p.activation))}
+
+    # ---- variables -------------------------------------------------------------------------
+
+    def _build_variables(self) -> None:
+        import tensorflow as tf
+
+        rng = np.random.default_rng(self.seed)
+        self.vars: dict[str, Any] = {}
+        self.stats: dict[str, Any] = {}
+
+        def kernel(name, shape, fan_in):
+            w = rng.normal(0.0, np.sqrt(2.0 / max(fan_in, 1)), size=shape).astype(np.float32)
+            self.vars[name] = tf.Variable(w, name=name.replace("/", "_"))
+
+        def bn(name, c):
+            self.vars[f"{name}/gamma"] = tf.Variable(np.ones(c, np.float32))
+            self.vars[f"{name}/beta"] = tf.Variable(np.zeros(c, np.float32))
+            self.stats[f"{name}/mean"] = tf.Variable(np.zeros(c, np.float32), trainable=False)
+            self.stats[f"{name}/var"] = tf.Variable(np.ones(c, np.float32), trainable=False)
+
+        kernel("stem_conv", (3, 3, 3, self.stem_channels), 27)
+        bn("stem_conv_bn", self.stem_channels)
+        for i, d in enumerate(self.dims, start=1):
+            for j in range(1, d.repeats + 1):
+                cin = d.cin if j == 1 else d.cout
+                k = d.kernel
+                pre = f"stage{i}_block{j}"
+                if "conv" in self.types:
+                    kernel(f"conv/{pre}_conv", (k, k, cin, d.cout), k * k * cin)
+                    bn(f"conv/{pre}_conv_bn", d.cout)
+                if "ibn" in self.types:
+                    kernel(f"ibn/{pre}_expand_conv", (1, 1, cin, d.mid), cin)
+                    bn(f"ibn/{pre}_expand_conv_bn", d.mid)
+                    kernel(f"ibn/{pre}_dwconv", (k, k, d.mid, 1), k * k)
+                    bn(f"ibn/{pre}_dwconv_bn", d.mid)
+                    kernel(f"ibn/{pre}_project_conv", (1, 1, d.mid, d.cout), d.mid)
+                    bn(f"ibn/{pre}_project_conv_bn", d.cout)
+                if "fused" in self.types:
+                    kernel(f"fused/{pre}_fused_conv", (k, k, cin, d.mid), k * k * cin)
+                    bn(f"fused/{pre}_fused_conv_bn", d.mid)
+                    kernel(f"fused/{pre}_project_conv", (1, 1, d.mid, d.cout), d.mid)
+                    bn(f"fused/{pre}_project_conv_bn", d.cout)
+        last = self.dims[-1].cout
+        if self.head_channels:
+            kernel("head_conv", (1, 1, last, self.head_channels), last)
+            bn("head_conv_bn", self.head_channels)
+            last = self.head_channels
+        ncls = self.proxy["num_classes"]
+        lim = np.sqrt(6.0 / (last + ncls))
+        self.vars["logits/kernel"] = tf.Variable(rng.uniform(-lim, lim, (last, ncls)).astype(np.float32))
+        self.vars["logits/bias"] = tf.Variable(np.zeros(ncls, np.float32))
+        self.trainable = list(self.vars.values())
+
+    # ---- the forward pass ------------------------------------------------------------------
+
+    def _forward(self, x, enc, mode: str, weight=None):
+        """Logits of the path ``enc``. mode: "train" (batch statistics), "calib" (batch statistics,
+        folded into the stored ones with ``weight``), "eval" (stored statistics)."""
+        import tensorflow as tf
+
+        v, s = self.vars, self.stats
+
+        def norm(y, name, c_mask=None):
+            if mode == "eval":
+                mean, var = s[f"{name}/mean"], s[f"{name}/var"]
+            else:
+                mean, var = tf.nn.moments(y, axes=[0, 1, 2])
+                if mode == "calib":
+                    s[f"{name}/mean"].assign(s[f"{name}/mean"] * (1 - weight) + mean * weight)
+                    s[f"{name}/var"].assign(s[f"{name}/var"] * (1 - weight) + var * weight)
+            return tf.nn.batch_normalization(y, mean, var, v[f"{name}/beta"], v[f"{name}/gamma"], EPS)
+
+        def act(y, idx):
+            fns = {"relu": tf.nn.relu, "relu6": tf.nn.relu6,
+                   "hswish": lambda t: t * tf.nn.relu6(t + 3.0) / 6.0, "swish": tf.nn.silu}
+            if len(self.acts) == 1:
+                return fns[self.acts[0]](y)
+            return tf.switch_case(idx, [lambda f=fns[a]: f(y) for a in self.acts])
+
+        def taps(k, kmax):
+            r = tf.abs(tf.range(kmax) - kmax // 2) <= k // 2
+            m = tf.cast(tf.logical_and(r[:, None], r[None, :]), tf.float32)
+            return m[:, :, None, None]
+
+        def cmask(c, cmax):
+            return tf.cast(tf.sequence_mask(c, cmax), tf.float32)
+
+        def conv(y, name, stride, k=None, kmax=1):
+            w = v[name] if k is None else v[name] * taps(k, kmax)
+            return tf.nn.conv2d(y, w, stride, "SAME")
+
+        def fit(y, c):  # pad or cut the channel axis to c (the cut channels are zeros)
+            have = y.shape[-1]
+            if have == c:
+                return y
+            if have > c:
+                return y[..., :c]
+            return tf.pad(y, [[0, 0], [0, 0], [0, 0], [0, c - have]])
+
+        y = act(norm(conv(x, "stem_conv", self.stem_stride), "stem_conv_bn"), enc["act"])
+        for i, d in enumerate(self.dims, start=1):
+            st = enc["stages"][i - 1]
+            t_idx, k, a_idx, c, reps, mid0, mid1, res0, res1 = (st[n] for n in range(9))
+            out_mask = cmask(c, d.cout)
+            for j in range(1, d.repeats + 1):
+                stride = d.stride if j == 1 else 1
+                mid = mid0 if j == 1 else mid1
+                res = res0 if j == 1 else res1
+                pre = f"stage{i}_block{j}"
+                inp = y
+
+                def conv_branch(inp=inp, pre=pre, stride=stride):
+                    z = norm(conv(inp, f"conv/{pre}_conv", stride, k, d.kernel), f"conv/{pre}_conv_bn")
+                    return act(z, a_idx) * out_mask
+
+                def ibn_branch(inp=inp, pre=pre, stride=stride, mid=mid, res=res):
+                    m = cmask(mid, d.mid)
+                    z = act(norm(conv(inp, f"ibn/{pre}_expand_conv", 1), f"ibn/{pre}_expand_conv_bn"), a_idx) * m
+                    w = v[f"ibn/{pre}_dwconv"] * taps(k, d.kernel)
+                    z = tf.nn.depthwise_conv2d(z, w, [1, stride, stride, 1], "SAME")
+                    z = act(norm(z, f"ibn/{pre}_dwconv_bn"), a_idx) * m
+                    z = norm(conv(z, f"ibn/{pre}_project_conv", 1), f"ibn/{pre}_project_conv_bn") * out_mask
+                    return z + tf.cast(res, tf.float32) * fit(inp, d.cout) if stride == 1 else z
+
+                def fused_branch(inp=inp, pre=pre, stride=stride, mid=mid, res=res):
+                    m = cmask(mid, d.mid)
+                    z = norm(conv(inp, f"fused/{pre}_fused_conv", stride, k, d.kernel), f"fused/{pre}_fused_conv_bn")
+                    z = act(z, a_idx) * m
+                    z = norm(conv(z, f"fused/{pre}_project_conv", 1), f"fused/{pre}_project_conv_bn") * out_mask
+                    return z + tf.cast(res, tf.float32) * fit(inp, d.cout) if stride == 1 else z
+
+                fns = {"conv": conv_branch, "ibn": ibn_branch, "fused": fused_branch}
+                branches = [fns[t] for t in self.types]
+
+                def block(branches=branches):
+                    return branches[0]() if len(branches) == 1 else tf.switch_case(t_idx, branches)
+
+                if j == 1:
+                    y = block()
+                else:
+                    y = tf.cond(j <= reps, block, lambda inp=inp: inp)
+        if self.head_channels:
+            y = act(norm(conv(y, "head_conv", 1), "head_conv_bn"), enc["act"])
+        y = tf.reduce_mean(y, axis=[1, 2])
+        return tf.matmul(y, v["logits/kernel"]) + v["logits/bias"]
+
+    # ---- compiled steps --------------------------------------------------------------------
+
+    def _fn(self, name: str):
+        import tensorflow as tf
+
+        if name in self._fns:
+            return self._fns[name]
+        if name == "accumulate":
+            @tf.function(reduce_retracing=True)
+            def fn(x, y, stages, act):
+                with tf.GradientTape() as tape:
+                    logits = self._forward(x, {"stages": stages, "act": act}, "train")
+                    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+                for acc, g in zip(self._acc, tape.gradient(loss, self.trainable)):
+                    if g is not None:
+                        acc.assign_add(g)
+                return loss
+        elif name == "apply":
+            @tf.function(reduce_retracing=True)
+            def fn(lr, step):
+                # Lazy Adam on the accumulated gradients, then clear them: only the weights the
+                # step's paths used (non-zero gradient) move. Plain Adam keeps moving a weight with
+                # its stale momentum while other paths run, and the supernet did not learn
+                # (default params, 3 epochs: loss 2.35-2.41 with every weight updated each step).
+                b1, b2 = 0.9, 0.999
+                c1, c2 = 1 - tf.pow(b1, step), 1 - tf.pow(b2, step)
+                for w, g, m, v in zip(self.trainable, self._acc, self._m, self._v):
+                    used = tf.not_equal(g, 0.0)
+                    m.assign(tf.where(used, b1 * m + (1 - b1) * g, m))
+                    v.assign(tf.where(used, b2 * v + (1 - b2) * tf.square(g), v))
+                    w.assign_sub(tf.where(used, lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7), 0.0))
+                    g.assign(tf.zeros_like(g))
+                return step
+        elif name == "calib":
+            @tf.function(reduce_retracing=True)
+            def fn(x, stages, act, weight):
+                self._forward(x, {"stages": stages, "act": act}, "calib", weight)
+                return tf.constant(0)
+        else:
+            @tf.function(reduce_retracing=True)
+            def fn(x, stages, act):
+                return self._forward(x, {"stages": stages, "act": act}, "eval")
+        self._fns[name] = fn
+        return fn
+
+    # ---- public API ------------------------------------------------------------------------
+
+    def paths_for_step(self, rng: np.random.Generator, rule: str) -> list[ArchSpec]:
+        """The paths one training step runs: one random path (uniform), or the largest, the
+        smallest (block types and activations drawn at random) and two random ones (sandwich)."""
+        if rule == "uniform":
+            return [self.space.sample(rng)]
+        if rule == "sandwich":
+            rand = self.space.sample_values
+            return [_extreme(self.space, max, rand(rng)), _extreme(self.space, min, rand(rng)),
+                    self.space.sample(rng), self.space.sample(rng)]
+        raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
+
+    def train(self, data, *, epochs: int, batch_size: int = 128, learning_rate: float = 2e-3,
+              rule: str = "uniform", seed: int = 0, log=None) -> dict:
+        """Train the shared weights on ``data``'s training split, one sampled path (or the sandwich
+        rule's four) per batch, Adam with a cosine decay. Returns timing and loss figures."""
+        import tensorflow as tf
+
+        from accelnas.search.data import make_pipeline
+
+        if rule not in RULES:
+            raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
+        rng = np.random.default_rng([seed, 7])
+        x, y = data.split("train")
+        batch_size = min(int(batch_size), len(x))
+        steps_per_epoch = max(1, len(x) // batch_size)
+        total = steps_per_epoch * int(epochs)
+        step, t0, images, losses = 0, time.perf_counter(), 0, []
+        if not hasattr(self, "_acc"):
+            self._acc = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+            self._m = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+            self._v = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+        accumulate, apply = self._fn("accumulate"), self._fn("apply")
+        for epoch in range(int(epochs)):
+            ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
+                               training=True, seed=seed + epoch, augment=True, cache=False,
+                               mean=data.mean, std=data.std, drop_remainder=True)
+            for xb, yb in ds:
+                step += 1
+                lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
+                paths = self.paths_for_step(rng, rule)
+                loss_sum = 0.0
+                for arch in paths:
+                    enc = self.encode(arch)
+                    loss_sum += float(accumulate(xb, yb, enc["stages"], enc["act"]))
+                apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
+                images += int(xb.shape[0]) * len(paths)
+                losses.append(loss_sum / len(paths))
+            if log:
+                log(f"supernet epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.3f}")
+        wall = time.perf_counter() - t0
+        rec = {"epochs": int(epochs), "steps": step, "rule": rule, "wall_s": wall,
+               "images_per_s": images / wall if wall else float("nan"),
+               "final_loss": float(np.mean(losses[-steps_per_epoch:])) if losses else float("nan")}
+        self.history.append(rec)
+        return rec
+
+    def _batches(self, data, split: str, n: int | None, batch_size: int, sample_seed: int | None):
+        """Normalized batches (no augmentation) of ``n`` images of a split (None: all): a seeded
+        random sample when ``sample_seed`` is given, else the first ``n``. Prepared once per data
+        set and kept: every candidate is calibrated and scored on the same images."""
+        from accelnas.search.data import make_pipeline
+
+        if self._cache_data is not data:  # another data set: drop the batches of the last one
+            self._cache, self._cache_data = {}, data
+        key = (split, n, batch_size, sample_seed)
+        if key not in self._cache:
+            x, y = data.split(split)
+            if len(x) == 0:
+                raise ValueError(f"the {split!r} split of {data.source} is empty")
+            count = len(x) if n is None else min(int(n), len(x))
+            idx = (np.sort(np.random.default_rng([sample_seed, 11]).choice(len(x), count, replace=False))
+                   if sample_seed is not None else np.arange(count))
+            ds = make_pipeline(x[idx], y[idx], batch_size=batch_size, resolution=self.proxy["resolution"],
+                               training=False, seed=0, augment=False, cache=False,
+                               mean=data.mean, std=data.std)
+            self._cache[key] = [(xb, np.asarray(yb)) for xb, yb in ds]
+        return self._cache[key]
+
+    def calibrate(self, arch: ArchSpec, data, *, images: int = 256, batch_size: int = 256,
+                  seed: int = 0) -> None:
+        """Recalibrate every BatchNorm on the candidate's path: the average of the batch statistics
+        of ``images`` training images (a seeded sample, no augmentation)."""
+        import tensorflow as tf
+
+        enc = self.encode(arch)
+        fn = self._fn("calib")
+        for k, (xb, _) in enumerate(self._batches(data, "train", images, batch_size, seed), start=1):
+            fn(xb, enc["stages"], enc["act"], tf.constant(1.0 / k))
+
+    def predict(self, arch: ArchSpec, images) -> np.ndarray:
+        """Class probabilities of normalized ``images`` (after `calibrate` for this candidate)."""
+        import tensorflow as tf
+
+        enc = self.encode(arch)
+        return tf.nn.softmax(self._fn("eval")(images, enc["stages"], enc["act"])).numpy()
+
+    def evaluate(self, arch: ArchSpec, data, *, split: str = "val", images: int | None = None,
+                 calib_images: int = 256, batch_size: int = 256, seed: int = 0) -> dict:
+        """The candidate's stage-1 score: top-1 accuracy of its subnet on ``split`` (the first
+        ``images`` of it; None: all) with inherited weights after BatchNorm recalibration."""
+        t0 = time.perf_counter()
+        self.calibrate(arch, data, images=calib_images, seed=seed)
+        enc = self.encode(arch)
+        fn = self._fn("eval")
+        correct = total = 0
+        for xb, yb in self._batches(data, split, images, batch_size, None):
+            correct += int((fn(xb, enc["stages"], enc["act"]).numpy().argmax(1) == yb).sum())
+            total += len(yb)
+        return {"accuracy": correct / total, "eval_s": time.perf_counter() - t0,
+                "eval_images": int(total), "calib_images": int(calib_images)}
+
+    # ---- export and persistence --------------------------------------------------------------
+
+    def subnet_weights(self, arch: ArchSpec) -> dict[str, list[np.ndarray]]:
+        """The candidate's inherited weights under the Keras layer names of
+        ``accelnas.space.builder.build(proxy_arch(arch))`` (BatchNorm: gamma, beta and the
+        statistics of the last `calibrate`)."""
+        p = self._proxy(arch)
+        enc = self.encode(arch)["stages"]
+        v = {k: w.numpy() for k, w in self.vars.items()}
+        s = {k: w.numpy() for k, w in self.stats.items()}
+        out: dict[str, list[np.ndarray]] = {}
+
+        def bn(src, dst, c):
+            out[dst] = [v[f"{src}/gamma"][:c], v[f"{src}/beta"][:c], s[f"{src}/mean"][:c], s[f"{src}/var"][:c]]
+
+        def crop(w, k):
+            kmax = w.shape[0]
+            lo = (kmax - k) // 2
+            return w[lo:lo + k, lo:lo + k]
+
+        out["stem_conv"] = [v["stem_conv"]]
+        bn("stem_conv_bn", "stem_conv_bn", self.stem_channels)
+        cin = self.stem_channels
+        for i, (b, d) in enumerate(zip(p.blocks, self.dims), start=1):
+            t, k, c = b.type, b.kernel, b.out_channels
+            for j in range(1, b.repeats + 1):
+                pre = f"stage{i}_block{j}"
+                ci = cin if j == 1 else c
+                mid = int(enc[i - 1][5] if j == 1 else enc[i - 1][6])
+                if t == "conv":
+                    out[f"{pre}_conv"] = [crop(v[f"conv/{pre}_conv"], k)[:, :, :ci, :c]]
+                    bn(f"conv/{pre}_conv_bn", f"{pre}_conv_bn", c)
+                elif t == "ibn":
+                    out[f"{pre}_expand_conv"] = [v[f"ibn/{pre}_expand_conv"][:, :, :ci, :mid]]
+                    bn(f"ibn/{pre}_expand_conv_bn", f"{pre}_expand_conv_bn", mid)
+                    out[f"{pre}_dwconv"] = [crop(v[f"ibn/{pre}_dwconv"], k)[:, :, :mid, :]]
+                    bn(f"ibn/{pre}_dwconv_bn", f"{pre}_dwconv_bn", mid)
+                    out[f"{pre}_project_conv"] = [v[f"ibn/{pre}_project_conv"][:, :, :mid, :c]]
+                    bn(f"ibn/{pre}_project_conv_bn", f"{pre}_project_conv_bn", c)
+                else:
+                    out[f"{pre}_fused_conv"] = [crop(v[f"fused/{pre}_fused_conv"], k)[:, :, :ci, :mid]]
+                    bn(f"fused/{pre}_fused_conv_bn", f"{pre}_fused_conv_bn", mid)
+                    out[f"{pre}_project_conv"] = [v[f"fused/{pre}_project_conv"][:, :, :mid, :c]]
+                    bn(f"fused/{pre}_project_conv_bn", f"{pre}_project_conv_bn", c)
+            cin = c
+        last = cin
+        if self.head_channels:
+            out["head_conv"] = [v["head_conv"][:, :, :last, :]]
+            bn("head_conv_bn", "head_conv_bn", self.head_channels)
+            last = self.head_channels
+        out["logits"] = [v["logits/kernel"][:last], v["logits/bias"]]
+        return out
+
+    def config(self) -> dict:
+        """What defines this supernet (a saved one is reused only with the same)."""
+        return {"space": json.loads(self.space.to_json()), "proxy": self.proxy, "seed": self.seed,
+                "types": list(self.types), "acts": list(self.acts)}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.config(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path, meta: Mapping | None = None) -> Path:
+        """The shared weights and statistics as one ``.npz`` (written atomically) with a JSON
+        sidecar: config fingerprint, training history, ``meta``."""
+        import io
+
+        from accelnas.io import atomic_write_bytes, write_json
+
+        path = Path(path)
+        buf = io.BytesIO()
+        np.savez(buf, **{f"v:{k}": w.numpy() for k, w in self.vars.items()},
+                 **{f"s:{k}": w.numpy() for k, w in self.stats.items()})
+        atomic_write_bytes(path, buf.getvalue())
+        write_json(path.with_suffix(".json"), {"fingerprint": self.fingerprint(), "config": self.config(),
+                                               "history": self.history, **dict(meta or {})})
+        return path
+
+    def load(self, path: str | Path) -> dict:
+        """Load weights saved by `save`; returns the sidecar.
+
+        Raises:
+            ValueError: the file belongs to another supernet (space, proxy or seed differ) or is
+                damaged.
+        """
+        path = Path(path)
+        try:
+            side = json.loads(path.with_suffix(".json").read_text())
+            arrays = np.load(path)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: cannot read the saved supernet ({e}); delete it to train again") from None
+        if side.get("fingerprint") != self.fingerprint():
+            raise ValueError(f"{path} holds a supernet of another space or proxy; delete it to train again")
+        for k, w in self.vars.items():
+            w.assign(arrays[f"v:{k}"])
+        for k, w in self.stats.items():
+            w.assign(arrays[f"s:{k}"])
+        self.history = list(side.get("history", []))
+        return side
+
+
+def supernet_for(space: SearchSpace, proxy: Mapping, num_classes: int, seed: int = 0) -> Supernet:
+    """The supernet of a search space for a ``proxy`` params section."""
+    return Supernet(space, resolution=proxy["resolution"], width_mult=proxy["width_mult"],
+                    num_classes=num_classes, seed=seed)
+
+
+SUPERNET_FILE = "supernet.npz"
+
+
+def training_meta(params: Mapping) -> dict:
+    """The params that decide a supernet's shared weights beyond its config (data and training)."""
+    pr, sn = params["proxy"], params["supernet"]
+    return {"dataset": params["dataset"], "seed": int(params["seed"]), "subset": pr["subset"],
+            "val_images": pr["val_images"], "batch_size": pr["batch_size"], "epochs": sn["epochs"],
+            "rule": sn["rule"]}
+
+
+def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path, *,
+                     log=print) -> Supernet:
+    """The supernet of ``space`` for ``params``, trained once on ``data``: loaded from ``path``
+    when a supernet with the same space, proxy, seed, data and training was saved there, else
+    trained now and saved (a damaged or different file is replaced)."""
+    net = supernet_for(space, params["proxy"], len(data.classes), seed=int(params["seed"]))
+    meta = training_meta(params)
+    path = Path(path)
+    if path.exists():
+        try:
+            side = net.load(path)
+            if side.get("training") == meta:
+                if log:
+                    log(f"supernet: reusing {path} (trained {side['history'][-1]['wall_s']:.0f} s)")
+                return net
+            reason = "trained with other data or settings"
+        except ValueError as e:
+            reason = str(e)
+        if log:
+            log(f"supernet: {path} not reused ({reason}); training again")
+        net = supernet_for(space, params["proxy"], len(data.classes), seed=int(params["seed"]))
+    sn = params["supernet"]
+    rec = net.train(data, epochs=sn["epochs"], batch_size=params["proxy"]["batch_size"],
+                    rule=sn["rule"], seed=int(params["seed"]), log=log)
+    net.save(path, {"training": meta})
+    if log:
+        log(f"supernet: trained {rec['steps']} steps in {rec['wall_s']:.0f} s "
+            f"({rec['images_per_s']:.0f} images/s), saved to {path}")
+    return net
+
+
+def supernet_evaluator(net: Supernet, params: Mapping):
+    """The search objective ``(arch, data, seed) -> dict`` scoring candidates on ``net``: accuracy
+    on the validation split with inherited weights after BatchNorm recalibration (the same
+    calibration images for every candidate)."""
+    sn = params["supernet"]
+
+    def score(arch: ArchSpec, data, seed: int) -> dict:
+        return net.evaluate(arch, data, images=sn["eval_images"] or None,
+                            calib_images=sn["calib_images"], seed=0)
+    return score
