@@ -16,10 +16,10 @@ Per accelerator, method and split: median and max absolute relative error, MAPE 
 correlation (`scipy.stats.spearmanr`; the held-out pixel4 rows are few, so the ranking is also given
 over all published rows of an accelerator). Errors are ``predicted / published - 1``.
 
-Physical consistency: a Coral row whose published latency is below the time the USB 3.0 link needs to
-move the parameters that cannot be on chip at all (weight bytes beyond the 8 MiB of on-chip SRAM, at
-the 0.5 GB/s payload rate of a 5 Gbit/s 8b/10b link) cannot be reproduced by any model of this
-hardware; such rows are kept, flagged (``below_link_bound``), and the held-out summary is also given
+Physical consistency: a row whose published latency is below the time its host link needs to move
+the parameters that cannot be on chip at all (weight bytes beyond all on-chip SRAM, at the YAML's
+``calibration.link_floor_gbps``: Coral's USB 3.0 payload rate, 0.5 GB/s) cannot be reproduced by
+any model of this hardware; such rows are kept, flagged (``below_link_bound``), and the held-out summary is also given
 without them (``heldout_consistent``).
 
 Cross-validated, per data set (``--folds K``, default 5; 0 skips it): the published calibration rows
@@ -66,9 +66,9 @@ def predictions() -> pd.DataFrame:
         rec.update(macs=g.macs, weight_bytes=g.weight_bytes)
         for method in ("sim", "apm"):
             rec[f"{method}_ms"] = estimate(g, r["hardware"], method).latency_ms
-        bound = float(R.link_bound_ms(g.weight_bytes))
-        rec["link_bound_ms"] = bound if r["hardware"] == "coral" else float("nan")
-        rec["below_link_bound"] = bool(r["hardware"] == "coral" and r["latency_ms"] < bound)
+        bound = float(R.link_bound_ms([g.weight_bytes], [r["hardware"]])[0])
+        rec["link_bound_ms"] = bound if bound > 0 else float("nan")
+        rec["below_link_bound"] = bool(r["latency_ms"] < bound)
         out.append(rec)
     df = pd.DataFrame(out)
     coral_cal = df[(df.hardware == "coral") & (df.split == "calibration")]

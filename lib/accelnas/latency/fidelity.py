@@ -7,7 +7,8 @@ Pure: numpy, pandas, scipy and matplotlib (imported by the plot functions only);
 * calibration: `calibration_frame` (published vs sim/APM per row, with MACs and weight bytes; also
   for the held-out rows), `with_fitted_apm` (the same rows predicted by fitted APMs),
   `roofline_baseline` / `roofline_predict` (the 3-constant MACs + streamed-bytes fit the simulator
-  is compared to) and `link_bound_ms` (the USB streaming floor of a Coral latency);
+  is compared to) and `link_bound_ms` (the host-link streaming floor of a latency, from each
+  accelerator YAML's ``calibration.link_floor_gbps``);
 * APM vs simulator: `sample_archs`, `apm_vs_sim` (the calibrated APM, and APM coefficients fitted
   on one half of the architectures, evaluated on the other), `apm_model_dict` (what
   ``latency_models/apm_<acc>.json`` holds);
@@ -38,11 +39,6 @@ from accelnas.latency.sim import simulate
 #: On-chip memory the roofline baseline assumes ("~8 MB" of SRAM on the Edge TPU), bytes.
 ROOFLINE_ONCHIP_BYTES = 8_000_000
 
-#: All on-chip SRAM of a Coral Edge TPU (parameters and activations, [C] "~8 MB"), bytes.
-CORAL_SRAM_BYTES = 8 * 2**20
-
-#: The most a USB 3.0 link (5 Gbit/s, 8b/10b coding) can move, bytes/s ([D]).
-USB3_PAYLOAD_BYTES_PER_S = 0.5e9
 
 #: Bound -> colour of the per-op plots.
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:orange", "streaming": "tab:red",
@@ -231,12 +227,20 @@ def roofline_predict(macs, weight_bytes, baseline: dict) -> np.ndarray:
     return _roofline_design(macs, weight_bytes, baseline["onchip_bytes"]) @ coef
 
 
-def link_bound_ms(weight_bytes) -> np.ndarray:
-    """The least time a Coral USB Accelerator needs per inference to stream the parameters that
-    cannot be on chip at all (bytes beyond all 8 MiB of SRAM at the USB 3.0 payload rate), ms. A
-    published Coral latency below it cannot be reproduced by a model of this hardware."""
-    excess = np.maximum(0.0, np.asarray(weight_bytes, dtype=float) - CORAL_SRAM_BYTES)
-    return excess / USB3_PAYLOAD_BYTES_PER_S * 1e3
+def link_bound_ms(weight_bytes, hardware) -> np.ndarray:
+    """The least time each row's host link needs per inference to stream the parameters that cannot
+    be on chip at all (`accelnas.latency.accelerator.link_floor_ms`: bytes beyond all on-chip SRAM at
+    the YAML's ``calibration.link_floor_gbps``; 0 where it gives none), ms. A published latency
+    below it cannot be reproduced by a model of that hardware."""
+    from accelnas.latency.accelerator import link_floor_ms
+
+    accs: dict = {}
+    out = []
+    for w, h in zip(np.atleast_1d(weight_bytes), np.atleast_1d(hardware)):
+        if h not in accs:
+            accs[h] = as_accelerator(h)
+        out.append(link_floor_ms(accs[h], float(w)))
+    return np.asarray(out, dtype=float)
 
 
 # ---------------------------------------------------------------------------------------------
