@@ -93,7 +93,11 @@ def test_wheel_ships_the_accelerators_and_resources(tmp_path):
     """A wheel install finds the accelerator YAMLs, the published rows and the APM coefficients."""
     import zipfile
 
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",
+    src = tmp_path / "src"  # a copy: setuptools writes build/ next to the sources
+    shutil.copytree(REPO / "lib", src / "lib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation",
                         "-q", "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     (wheel,) = tmp_path.glob("accelnas-*.whl")

@@ -1,1 +1,0 @@
-"""Stage 4 of the workbook: compound scaling toward latency targets (`compound`)."""
