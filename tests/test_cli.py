@@ -77,8 +77,10 @@ def test_run_passes_arguments_and_reports_failures(monkeypatch, capsys, tmp_path
     monkeypatch.setattr(runner, "run", bad_params)
     assert cli.main(["run", "params/x.yaml"]) == 2
     assert "unknown key 'sead'" in one_error_line(capsys)
-    with pytest.raises(ParamsError):
-        cli.main(["--debug", "run", "params/x.yaml"])
+    # --debug adds the traceback and keeps the exit code
+    assert cli.main(["--debug", "run", "params/x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "ParamsError" in err and "accelnas: error: params/x.yaml" in err
 
 
 def test_run_success_prints_run_dir(monkeypatch, capsys):

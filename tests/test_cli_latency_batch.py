@@ -80,7 +80,8 @@ def test_apm_partitioned_graph_has_no_latency_but_a_reason(tmp_path):
                      "--out", str(out)]) == 0
     v3, v2 = read_csv(out)
     assert v3["latency_ms"] == "" and v3["partition_reason"] == (
-        "not deployable whole on coral: use --method sim to see where it partitions")
+        "not deployable whole on coral (an op it cannot run sends the rest to the CPU); use --method sim "
+        "to see where it partitions and what that costs")
     assert float(v2["latency_ms"]) > 0 and v2["partition_reason"] == ""
 
 
@@ -103,7 +104,7 @@ def test_bad_models_get_an_error_row_and_exit_2(tmp_path, capsys):
 @pytest.mark.parametrize("content, expected", [
     (None, "does not exist: give a .csv file with a 'model' column"),
     ("name,accuracy\nmobilenet_v2,0.7\n", "no 'model' or 'arch' column (columns: name, accuracy)"),
-    ("model,resolution\nmobilenet_v2,-3\n", "line 2: resolution must be a positive integer"),
+    ("model,resolution\nmobilenet_v2,-3\n", "line 2: resolution must be an integer from 8 to 2048"),
 ])
 def test_bad_model_list_is_a_usage_error(tmp_path, capsys, content, expected):
     models = tmp_path / "models.csv"

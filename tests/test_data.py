@@ -1,10 +1,9 @@
 """Dataset resolution (`accelnas.search.data.load_arrays`) and the tf.data pipeline (`make_pipeline`).
 
-The CIFAR-10 tests read ``$ACCELNAS_DATA_DIR/cifar10.npz`` (CI sets it to ../shared/data; when it
-is unset, /work/shared/data is used if it holds the file, else they are skipped). The npz is read
-once per module.
+The CIFAR-10 tests read ``cifar10.npz`` from the `cifar_dir` fixture (tests/conftest.py:
+``$ACCELNAS_DATA_DIR`` or ../shared/data beside the checkout; skipped when neither holds it). The
+npz is read once per module.
 """
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,27 +13,6 @@ import pytest
 
 from accelnas.search import data
 from accelnas.search.data import load_arrays, make_pipeline
-
-_FALLBACK_DATA_DIR = Path("/work/shared/data")
-
-
-def _data_dir() -> Path | None:
-    env = os.environ.get(data.DATA_DIR_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    if (_FALLBACK_DATA_DIR / "cifar10.npz").is_file():
-        return _FALLBACK_DATA_DIR
-    return None
-
-
-@pytest.fixture(scope="module")
-def cifar_dir():
-    d = _data_dir()
-    if d is None or not (d / "cifar10.npz").is_file():
-        pytest.skip(f"no cifar10.npz: set {data.DATA_DIR_ENV} to a folder holding it "
-                    "(see shared/data/README.md)")
-    return d
-
 
 @pytest.fixture(scope="module")
 def cifar(cifar_dir):

@@ -1,7 +1,7 @@
 """benchmarks/search_bench.py: the fixed NASWOT map, the comparison helpers, and a tiny real run.
 
-The run needs CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``; when it is unset, /work/shared/data is
-used if it holds the file, else the test is skipped).
+The run needs CIFAR-10 (the `cifar_dir` fixture of tests/conftest.py: ``$ACCELNAS_DATA_DIR`` or
+../shared/data beside the checkout; skipped when neither holds it).
 """
 import importlib.util
 import json
@@ -15,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "search_bench.py"
-_FALLBACK_DATA_DIR = Path("/work/shared/data")
 
 
 def _bench():
@@ -23,12 +22,6 @@ def _bench():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-def _data_dir() -> Path | None:
-    env = os.environ.get("ACCELNAS_DATA_DIR")
-    d = Path(env).expanduser() if env else _FALLBACK_DATA_DIR
-    return d if (d / "cifar10.npz").is_file() else None
 
 
 def test_naswot_map_is_fixed_monotone_and_in_unit_interval():
@@ -50,10 +43,8 @@ def test_versus_counts_wins_and_pairs():
 
 
 @pytest.mark.slow
-def test_benchmark_runs_with_a_tiny_budget():
-    d = _data_dir()
-    if d is None:
-        pytest.skip("no cifar10.npz: set ACCELNAS_DATA_DIR to a folder holding it")
+def test_benchmark_runs_with_a_tiny_budget(cifar_dir):
+    d = cifar_dir
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", ACCELNAS_DATA_DIR=str(d))
     p = subprocess.run([sys.executable, str(SCRIPT), "--fast", "--json", "--trials", "4", "--seeds", "1",
                         "--controllers", "evolution", "random"],
@@ -80,10 +71,8 @@ def test_benchmark_runs_with_a_tiny_budget():
 
 
 @pytest.mark.slow
-def test_estimator_benchmark_runs_the_same_search_with_each_estimator():
-    d = _data_dir()
-    if d is None:
-        pytest.skip("no cifar10.npz: set ACCELNAS_DATA_DIR to a folder holding it")
+def test_estimator_benchmark_runs_the_same_search_with_each_estimator(cifar_dir):
+    d = cifar_dir
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", ACCELNAS_DATA_DIR=str(d))
     p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "estimator_bench.py"), "--fast", "--json"],
                        capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)

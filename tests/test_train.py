@@ -2,7 +2,8 @@
 
 The fast tests train a tiny network on the generated ``synthetic`` dataset at 16 px (a few
 seconds each, mostly graph tracing). The CIFAR-10 test reads ``$ACCELNAS_DATA_DIR/cifar10.npz``
-(falling back to /work/shared/data) and is skipped when neither holds the file.
+(or ../shared/data beside the checkout: the `cifar_dir` fixture of tests/conftest.py) and is
+skipped when neither holds the file.
 """
 import dataclasses
 import math
@@ -126,16 +127,9 @@ def test_memory_flat_over_sequential_trainings(synth):
     assert _rss_mb() - start < 40, f"RSS grew {_rss_mb() - start:.0f} MB over 5 trainings"
 
 
-_FALLBACK_DATA_DIR = Path("/work/shared/data")
-
-
 @pytest.fixture(scope="module")
-def cifar_small():
-    env = os.environ.get(data_mod.DATA_DIR_ENV)
-    d = Path(env).expanduser() if env else _FALLBACK_DATA_DIR
-    if not (d / "cifar10.npz").is_file():
-        pytest.skip(f"no cifar10.npz in {d}: set {data_mod.DATA_DIR_ENV} to a folder holding it "
-                    "(see shared/data/README.md)")
+def cifar_small(cifar_dir):
+    d = cifar_dir
     old = os.environ.get(data_mod.DATA_DIR_ENV)
     os.environ[data_mod.DATA_DIR_ENV] = str(d)
     try:

@@ -224,6 +224,14 @@ def _model_ref(text: str) -> str:
     return PREFIX + text if text.startswith("|") and "~" in text else text
 
 
+#: Why the APM gives no latency: it scores models that run whole on the accelerator.
+APM_NOT_DEPLOYABLE = ("not deployable whole on {hw} (an op it cannot run sends the rest to the CPU); "
+                      "use --method sim to see where it partitions and what that costs")
+
+#: Input resolutions the latency commands accept: the range a params file allows (``search_space.resolution``).
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 2048
+
+
 def _positive_resolution(value, where: str) -> int | None:
     """``value`` (int, text or empty) as a positive resolution, or None when empty."""
     if value is None or str(value).strip() == "":
@@ -232,8 +240,9 @@ def _positive_resolution(value, where: str) -> int | None:
         res = int(str(value).strip())
     except ValueError:
         res = 0
-    if res <= 0:
-        raise UsageError(f"{where}: resolution must be a positive integer, got {value!r}")
+    if not MIN_RESOLUTION <= res <= MAX_RESOLUTION:
+        raise UsageError(f"{where}: resolution must be an integer from {MIN_RESOLUTION} to {MAX_RESOLUTION} "
+                         f"pixels (as in a params file), got {value!r}")
     return res
 
 
@@ -297,8 +306,7 @@ def _latency_row(report, model: str) -> dict:
     row["model"] = model
     if report.method == "apm" and math.isinf(report.latency_ms):
         row["latency_ms"] = None
-        row["partition_reason"] = (f"not deployable whole on {report.hardware}: "
-                                   "use --method sim to see where it partitions")
+        row["partition_reason"] = APM_NOT_DEPLOYABLE.format(hw=report.hardware)
     return row
 
 
@@ -384,6 +392,9 @@ def write_rows(path: str | Path, rows: Sequence[dict]) -> Path:
 
 def _print_report(r, with_ops: bool) -> None:
     """One `LatencyReport` in full (the single-model output)."""
+    if r.method == "apm" and r.latency_ms == float("inf"):
+        print(f"{r.model} on {r.hardware} (apm, {r.resolution} px): no latency: {APM_NOT_DEPLOYABLE.format(hw=r.hardware)}")
+        return
     print(f"{r.model} on {r.hardware} ({r.method}, {r.resolution} px): {r.latency_ms:.2f} ms")
     if r.macs is not None:
         print(f"  MACs {r.macs / 1e6:.1f} M, params {r.params / 1e6:.2f} M")
@@ -404,8 +415,8 @@ def _print_report(r, with_ops: bool) -> None:
 def _cmd_latency(args) -> int:
     from accelnas.latency import METHODS, as_accelerator, estimate
 
-    if args.resolution is not None and args.resolution <= 0:
-        raise UsageError(f"--resolution must be a positive integer, got {args.resolution}")
+    if args.resolution is not None:
+        _positive_resolution(args.resolution, "--resolution")
     hardware = _split_list(args.hardware, "coral")
     methods = _split_list(args.method, "sim")
     for m in methods:
@@ -419,7 +430,10 @@ def _cmd_latency(args) -> int:
         r = estimate(_model_ref(args.models[0]), hardware[0], methods[0],
                      resolution=args.resolution, threads=args.threads)
         if args.json:
-            print(json.dumps(r.to_dict(with_ops=args.ops)))
+            d = r.to_dict(with_ops=args.ops)
+            if d["latency_ms"] == float("inf"):  # JSON has no Infinity: say why there is no figure
+                d.update(latency_ms=None, partition_reason=APM_NOT_DEPLOYABLE.format(hw=r.hardware))
+            print(json.dumps(d))
         else:
             _print_report(r, args.ops)
         return EXIT_OK
@@ -517,28 +531,124 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _error(message: str) -> None:
-    print(f"accelnas: error: {message}", file=sys.stderr)
+    """One ``accelnas: error:`` message on stderr, never cut (continuation lines indented)."""
+    text = str(message).strip() or "unknown error"
+    print("accelnas: error: " + text.replace("\n", "\n  "), file=sys.stderr)
+
+
+#: TensorFlow's start-up lines on stderr that say nothing about the user's command (absl's
+#: pre-initialisation notice, the oneDNN and CPU-feature notices).
+TF_NOISE = ("WARNING: All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+            "cpu_feature_guard.cc", "To enable the following instructions:", "rebuild TensorFlow with")
+
+EXIT_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away
+
+
+class _QuietTensorFlowImport:
+    """A meta-path hook: when a command first imports TensorFlow, its C++ start-up lines on stderr
+    (`TF_NOISE`) are dropped and anything else it prints passes through. Commands that never import
+    TensorFlow pay nothing."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        import importlib.util
+
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        real = spec.loader.exec_module
+
+        def exec_module(module):
+            with _filtered_stderr(TF_NOISE):
+                real(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+class _filtered_stderr:
+    """Capture file descriptor 2 (C++ writes too) in a temporary file; on exit, replay every line
+    that does not contain one of ``noise``."""
+
+    def __init__(self, noise) -> None:
+        self.noise = tuple(noise)
+
+    def __enter__(self):
+        import os
+        import tempfile
+
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        sys.stderr.flush()
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._tmp.seek(0)
+        for line in self._tmp.read().decode(errors="replace").splitlines():
+            if line.strip() and not any(n in line for n in self.noise):
+                print(line, file=sys.stderr)
+        self._tmp.close()
+        return False
+
+
+def _quiet_tensorflow() -> None:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def _fail(args, code: int, message: str) -> int:
+    """Report a failure: one error message (the traceback first with ``--debug``); the exit code is
+    the same with and without ``--debug``."""
+    if getattr(args, "debug", False):
+        import traceback
+
+        traceback.print_exc()
+    _error(message)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``accelnas`` console script; returns the exit code."""
+    """Entry point of the ``accelnas`` console script; returns the exit code.
+
+    User errors (bad params or argument, missing or damaged file, a missing optional package)
+    exit 2 with one message naming the file or value and what to do; a failed notebook exits 1;
+    Ctrl-C 130; output to a closed pipe ends quietly (141). ``--debug`` adds the traceback and keeps
+    the exit code."""
+    _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
     except NotebookFailed as e:
-        if args.debug:
-            raise
-        _error(str(e))
-        return EXIT_FAILED
-    except (ValueError, FileNotFoundError) as e:  # includes accelnas.params.ParamsError
-        if args.debug:
-            raise
-        _error(str(e))
-        return EXIT_USAGE
+        return _fail(args, EXIT_FAILED, str(e))
+    except BrokenPipeError:
+        import os
+
+        try:  # the reader is gone: nothing more can be written, and nothing is worth saying
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_PIPE
+    except ImportError as e:  # an optional package (e.g. tensorflow_datasets for tfds: datasets)
+        msg = str(e)
+        if isinstance(e, ModuleNotFoundError) and msg.startswith("No module named"):
+            msg += f": install it (pip install {e.name}) or choose an option that does not need it"
+        return _fail(args, EXIT_USAGE, msg)
+    except (ValueError, OSError) as e:  # ParamsError, UsageError, missing / unreadable / damaged files
+        return _fail(args, EXIT_USAGE, str(e) if not isinstance(e, OSError) or not e.filename
+                     else f"{e.filename}: {e.strerror or e}")
     except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
+        return _fail(args, EXIT_INTERRUPTED, "interrupted")
 
 
 if __name__ == "__main__":  # python -m accelnas.cli

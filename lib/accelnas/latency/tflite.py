@@ -263,6 +263,16 @@ def load_model(path: str | os.PathLike, *, compile: bool = False):
                          "'name.keras')); legacy .h5 and SavedModel directories are not loaded")
     if not path.is_file():
         raise FileNotFoundError(f"Keras model not found: {path}")
+    import zipfile
+
     import keras
 
-    return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    if not zipfile.is_zipfile(path):  # Keras would call this "File not found"
+        raise ValueError(f"{path}: damaged or not a Keras 3 '.keras' archive (not a zip file); save the "
+                         "model again with model.save('name.keras')")
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: cannot be loaded as a Keras 3 model ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}); save the model "
+                         "again with model.save('name.keras')") from None

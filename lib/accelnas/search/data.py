@@ -285,7 +285,10 @@ def read_cifar10_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as e:  # pickled data, not a zip, truncated file ...
-        raise ValueError(f"{path}: cannot be read as .npz: {type(e).__name__}: {e}") from None
+        why = ("it is not an .npz archive (numpy would read it as pickled data, which accelnas never loads)"
+               if "pickle" in str(e) else f"{type(e).__name__}: {e}")
+        raise ValueError(f"{path}: damaged or not an .npz of CIFAR-10 arrays: {why}; replace it with a good "
+                         "copy (see the README, Data)") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
         raise ValueError(f"{path}: not a valid CIFAR-10 .npz: it holds a single array, not the "
                          f"named arrays {list(_NPZ_REQUIRED)}")
@@ -451,6 +454,20 @@ def _load_synthetic(*, seed, val_fraction, subset, val_images=0, image_size) -> 
 
 # --------------------------------------------------------------------------------------- folder
 
+def _undecodable_image(path: Path) -> Path | None:
+    """The first image file under ``path/<class>/`` TensorFlow cannot decode, or None."""
+    import tensorflow as tf
+
+    for f in sorted(path.glob("*/*")):
+        if f.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        try:
+            tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False)
+        except Exception:
+            return f
+    return None
+
+
 def _read_image_folder(path: Path, image_size: tuple[int, int], class_names=None):
     """All images under ``path/<class>/`` as uint8 ``(N, h, w, 3)``, int32 labels, class names."""
     import keras
@@ -458,6 +475,10 @@ def _read_image_folder(path: Path, image_size: tuple[int, int], class_names=None
     subdirs = sorted(d.name for d in path.iterdir() if d.is_dir())
     if not subdirs:
         raise ValueError(f"{path}: no class folders (expected {path}/<class>/<image files>)")
+    empty = [d for d in subdirs if not any(f.suffix.lower() in IMAGE_EXTENSIONS for f in (path / d).iterdir())]
+    if empty:
+        raise ValueError(f"{path}: class folder(s) {empty} hold no image files ({', '.join(IMAGE_EXTENSIONS)}): "
+                         "add images or remove the folder (every folder is a class)")
     try:
         ds = keras.utils.image_dataset_from_directory(
             str(path), labels="inferred", label_mode="int", class_names=subdirs,
@@ -471,9 +492,14 @@ def _read_image_folder(path: Path, image_size: tuple[int, int], class_names=None
     except ValueError as e:
         raise ValueError(f"{path}: {e} (image files: {', '.join(IMAGE_EXTENSIONS)})") from None
     xs, ys = [], []
-    for xb, yb in ds.as_numpy_iterator():
-        xs.append(np.clip(np.rint(xb), 0, 255).astype(np.uint8))
-        ys.append(yb.astype(np.int32))
+    try:
+        for xb, yb in ds.as_numpy_iterator():
+            xs.append(np.clip(np.rint(xb), 0, 255).astype(np.uint8))
+            ys.append(yb.astype(np.int32))
+    except Exception as e:  # a file that does not decode: name it instead of TensorFlow's traceback
+        bad = _undecodable_image(path)
+        what = f"{bad}: not a readable image" if bad else f"an image did not decode ({type(e).__name__})"
+        raise ValueError(f"{path}: {what}; remove or replace it") from None
     if not xs:
         raise ValueError(f"{path}: no images found (image files: {', '.join(IMAGE_EXTENSIONS)})")
     x, y = np.concatenate(xs), np.concatenate(ys)
