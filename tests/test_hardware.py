@@ -48,7 +48,7 @@ def test_shipped_accelerators_load():
 
 def test_coral_figures():
     coral = load_accelerator("coral")
-    assert coral.peak_tops == pytest.approx(4.096)  # FACTS.md: 4 TOPS int8
+    assert coral.peak_tops == pytest.approx(4.096)  # docs/edgetpu.md section 1: 4 TOPS int8
     assert coral.macs_per_cycle == 4096
     assert coral.activation_memory_bytes == 3 * 2**20
     # link bandwidth and per-op overhead stay within the published ranges after calibration

@@ -9,7 +9,7 @@ from accelnas.space.arch import arch_from_strings, decode_arch
 from accelnas.space.graph import from_arch
 from accelnas.scaling.compound import (EDGETPU_VARIANTS, EFFICIENTNET_COEFFS, coefficient_grid, compound, multipliers, phi_for_latency, round_resolution, scale_to_targets, variant)
 
-# EfficientNet-EdgeTPU-S as FACTS.md section 5 tabulates it (no TF builder quirks).
+# EfficientNet-EdgeTPU-S as docs/edgetpu.md section 4 tabulates it (no TF builder quirks).
 EDGETPU_S_BASE = arch_from_strings(
     "edgetpu_s_base", "conv_k3_s2_c32",
     ["fused_r1_k3_s1_e4_c24_noskip", "fused_r2_k3_s2_e8_c32", "fused_r4_k3_s2_e8_c48",
@@ -112,7 +112,7 @@ def test_compound_errors(kwargs, needle):
 
 @pytest.mark.parametrize("label", ["S", "M", "L"])
 def test_variant_reproduces_published_edgetpu_scaling(label):
-    """FACTS.md 5: S (1.0, 1.0, 224), M (1.0, 1.1, 240), L (1.2, 1.4, 300); L: stem 40, head 1536."""
+    """docs/edgetpu.md section 4: S (1.0, 1.0, 224), M (1.0, 1.1, 240), L (1.2, 1.4, 300); L: stem 40, head 1536."""
     width, depth, resolution = EDGETPU_VARIANTS[label]
     v = variant(EDGETPU_S_BASE, width, depth, resolution)
     ref = zoo.ZOO[f"efficientnet_edgetpu_{label.lower()}"]

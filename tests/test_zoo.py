@@ -10,7 +10,7 @@ from accelnas.space import graph, zoo
 # has no scale). Tolerances: 2 % where the source gives 2-3 significant digits.
 COUNT = {"mobilenet_edgetpu": "deployed", "mobilenet_edgetpu_075": "deployed",
          "mobilenet_v3_large": "deployed", "mobilenet_v3_small": "deployed"}
-PARAMS_TOL = {"mobilenet_edgetpu_075": 0.03}  # "2.9 M" (FACTS.md 5) looks truncated: 2.97 M here
+PARAMS_TOL = {"mobilenet_edgetpu_075": 0.03}  # "2.9 M" (docs/edgetpu.md section 4) looks truncated: 2.97 M here
 MACS_TOL = {f"efficientnet_lite{i}": 0.06 for i in range(5)}  # README MAdds: +3-6 %, see zoo.py
 
 

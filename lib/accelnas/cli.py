@@ -2,8 +2,9 @@
 
 Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`):
 
-* ``accelnas run PARAMS [--only 01,02] [--set key=value ...]``: execute the workbook notebooks
-  (see `accelnas.runner.run`).
+* ``accelnas run PARAMS [--only 01,02] [--set key=value ...] [--overwrite]``: execute the workbook
+  notebooks (see `accelnas.runner.run`); a run folder made with other params, a missing dataset or
+  a run folder in use by another run is refused before anything runs (exit 2).
 * ``accelnas zoo [NAME ...] [--resolution N] [--json]``: the reference models with their
   parameters and MACs (analytic op graph, no TensorFlow).
 * ``accelnas latency MODEL [MODEL|LIST.csv ...] --hardware H[,H] --method sim|apm|measure[,...]
@@ -68,7 +69,9 @@ def _add_run(sub) -> None:
                        description="Execute notebooks/01_*.ipynb .. 05_*.ipynb in order with "
                                    "papermill into OUTPUTS/<run_name>/executed/ and write "
                                    "OUTPUTS/<run_name>/manifest.json. Stops at the first "
-                                   "failing notebook.")
+                                   "failing notebook (the earlier execution of a notebook stays "
+                                   "until it succeeds again). Refuses a run folder made with "
+                                   "other params (see --overwrite) or in use by another run.")
     p.add_argument("params", metavar="PARAMS", help="params YAML, e.g. params/smoke.yaml")
     p.add_argument("--only", metavar="NB[,NB...]",
                    help="run only these notebooks, by number or name (e.g. 01,02)")
@@ -78,6 +81,10 @@ def _add_run(sub) -> None:
                    help="folder with the notebooks (default: notebooks)")
     p.add_argument("--outputs", default="outputs", metavar="DIR",
                    help="root of the run folders (default: outputs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete the run folder's earlier results (executed notebooks, report, "
+                        "every file the notebooks wrote) and start it again, even when they were "
+                        "made with other params")
     p.set_defaults(func=_cmd_run)
 
 
@@ -85,7 +92,8 @@ def _cmd_run(args) -> int:
     from accelnas import runner
 
     run_dir = runner.run(args.params, notebooks_dir=args.notebooks, outputs_root=args.outputs,
-                         overrides=parse_set(args.overrides), only=args.only)
+                         overrides=parse_set(args.overrides), only=args.only,
+                         overwrite=args.overwrite)
     print(f"done: {run_dir}")
     return EXIT_OK
 

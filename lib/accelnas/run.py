@@ -261,10 +261,18 @@ def open_run(params_file: str | os.PathLike, run_dir: str | os.PathLike, *, note
              seed: int | None = None, overrides: Mapping[str, Any] | None = None) -> Run:
     """Validate the params file (plus dotted ``overrides``) and open ``run_dir`` for ``notebook``.
 
+    Also sets pandas' ``display.max_colwidth`` to None in the calling process (the notebook's
+    kernel), so tables in the notebook and in ``report.html`` show every cell in full.
+
     Raises:
         accelnas.params.ParamsError: invalid params or override.
     """
     params = P.load(params_file)
     if overrides:
         params = P.override(params, overrides)
+    import pandas as pd
+
+    # Tables show whole cells (pandas cuts text at 50 characters by default): report.html keeps the
+    # notebooks' HTML tables as they were rendered in the kernel, so the cut would stick there.
+    pd.set_option("display.max_colwidth", None)
     return Run(run_dir, params, notebook=notebook, seed=seed)

@@ -2,11 +2,11 @@
 
 `edgetpu_compat(tflite)` reads the flatbuffer (TFLite's own generated schema, so no interpreter and
 no TensorFlow import are needed) and applies the Edge TPU compiler's documented rules
-(../shared/edgetpu/FACTS.md section 2, coral.ai "TensorFlow models on the Edge TPU"):
+(docs/edgetpu.md section 2, coral.ai "TensorFlow models on the Edge TPU"):
 
 * the op must be in the supported-op table. By default the **2019 table** (compiler v2.x, the one
   the paper's models were designed for), so MobileNetV3's HARD_SWISH is *not* mapped;
-  ``modern_compiler=True`` adds the ops that later compilers map ([U] in FACTS.md: HARD_SWISH,
+  ``modern_compiler=True`` adds the ops that later compilers map ([U] in docs/edgetpu.md section 2: HARD_SWISH,
   TRANSPOSE_CONV, TRANSPOSE, REDUCE_MAX, REDUCE_MIN, SUM);
 * tensors are 8-bit (int8/uint8; int32 only for constant biases/shapes/axes), shapes static,
   at most 3 non-trivial (innermost) dimensions (so only batch 1), constant conv/FC parameters;
@@ -15,7 +15,7 @@ no TensorFlow import are needed) and applies the Edge TPU compiler's documented 
 * partitioning: the compiler cuts the graph ONCE, at the first unsupported op; that op and every
   op after it (in execution order) runs on the CPU, supported or not. A float model input/output
   is the one exception: its QUANTIZE / DEQUANTIZE (float <-> int8) boundary ops run on the CPU
-  without cutting the graph (FACTS.md 2).
+  without cutting the graph (docs/edgetpu.md section 2).
 
 Assumption beyond the 2019 table: an int8 -> int8 QUANTIZE (a requantization the converter may
 insert) is treated as mapped, as the compiler does in practice; a DEQUANTIZE to float inside the
@@ -44,7 +44,7 @@ SUPPORTED_OPS_2019 = frozenset({
     "CONCATENATION", "MEAN", "PAD", "RESHAPE", "SLICE", "SPLIT", "SQUEEZE", "STRIDED_SLICE",
     "SPACE_TO_DEPTH", "L2_NORMALIZATION", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX",
 })
-# Added by later compilers ([U] in FACTS.md section 2); used with modern_compiler=True.
+# Added by later compilers ([U] in docs/edgetpu.md section 2); used with modern_compiler=True.
 SUPPORTED_OPS_MODERN = SUPPORTED_OPS_2019 | {
     "HARD_SWISH", "TRANSPOSE_CONV", "TRANSPOSE", "REDUCE_MAX", "REDUCE_MIN", "SUM",
 }

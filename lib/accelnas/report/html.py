@@ -105,7 +105,10 @@ def build_html(run_dir: str | os.PathLike) -> str:
     if not run_dir.is_dir():
         raise ReportError(f"run folder not found: {run_dir}")
     executed_dir = run_dir / EXECUTED_DIR
-    files = sorted(p for p in executed_dir.glob("*.ipynb") if not p.name.startswith(".")) \
+    # a notebook's failed rerun is kept beside its last good execution (``<name>.failed.ipynb``):
+    # the report shows the good one
+    files = sorted(p for p in executed_dir.glob("*.ipynb")
+                   if not p.name.startswith(".") and not p.name.endswith(".failed.ipynb")) \
         if executed_dir.is_dir() else []
     if not files:
         raise ReportError(f"no executed notebooks in {executed_dir} (run `accelnas run PARAMS` "

@@ -23,7 +23,7 @@ the base itself (`phi_for_latency` returns 0).
 
 The published EfficientNet-B1..B7 and EfficientNet-EdgeTPU-M/L multipliers were hand-rounded and
 are *not* ``alpha ** phi`` etc. for any single ``phi`` (EdgeTPU-L's 300 px is not a multiple of
-8); reproduce them with `variant` and `EDGETPU_VARIANTS` (``../shared/edgetpu/FACTS.md`` section 5).
+8); reproduce them with `variant` and `EDGETPU_VARIANTS` (``docs/edgetpu.md`` section 4).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from accelnas.space.graph import from_arch
 
 EFFICIENTNET_COEFFS = (1.2, 1.1, 1.15)  # (alpha, beta, gamma): EfficientNet's grid-search result
 
-# (width_mult, depth_mult, resolution) of EfficientNet-EdgeTPU-S/M/L on the S base (FACTS.md 5:
+# (width_mult, depth_mult, resolution) of EfficientNet-EdgeTPU-S/M/L on the S base (docs/edgetpu.md section 4:
 # M and L reuse EfficientNet-B1's and B3's multipliers).
 EDGETPU_VARIANTS = {"S": (1.0, 1.0, 224), "M": (1.0, 1.1, 240), "L": (1.2, 1.4, 300)}
 

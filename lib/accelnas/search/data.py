@@ -355,19 +355,37 @@ def _keras_cifar10() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, y_train, x_test, y_test
 
 
-def _load_cifar10(*, seed, val_fraction, subset, val_images=0) -> Dataset:
-    tried: list[str] = []
-    kw = dict(seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
-              mean=CIFAR10_MEAN, std=CIFAR10_STD)
+#: The project's shared data folder beside a checkout (``<checkout>/../shared/data``), looked at when
+#: ``ACCELNAS_DATA_DIR`` is not set.
+SHARED_DATA_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def find_cifar10_npz() -> tuple[Path | None, list[str]]:
+    """(the CIFAR-10 .npz to read, or None; what was tried): ``$ACCELNAS_DATA_DIR/cifar10.npz``
+    when the variable is set, else the shared folder beside the checkout (`SHARED_DATA_DIR`)."""
     data_dir = os.environ.get(DATA_DIR_ENV)
     if data_dir:
         npz = Path(data_dir).expanduser().resolve() / _NPZ_NAME
-        if npz.is_file():
-            x_train, y_train, x_test, y_test, classes = read_cifar10_npz(npz)
-            return _assemble(x_train, y_train, x_test, y_test, classes, str(npz), **kw)
-        tried.append(f"{npz} (${DATA_DIR_ENV}/{_NPZ_NAME}): not found")
-    else:
-        tried.append(f"${DATA_DIR_ENV}/{_NPZ_NAME}: {DATA_DIR_ENV} is not set")
+        return (npz, []) if npz.is_file() else (None, [f"{npz} (${DATA_DIR_ENV}/{_NPZ_NAME}): not found"])
+    npz = SHARED_DATA_DIR / _NPZ_NAME
+    if npz.is_file():
+        return npz, []
+    return None, [f"${DATA_DIR_ENV}/{_NPZ_NAME}: {DATA_DIR_ENV} is not set",
+                  f"{npz} (the shared folder beside the checkout): not found"]
+
+
+def keras_cache_dirs() -> list[Path]:
+    """Where Keras keeps a downloaded CIFAR-10 (looked at after the .npz)."""
+    return _keras_cache_dirs()
+
+
+def _load_cifar10(*, seed, val_fraction, subset, val_images=0) -> Dataset:
+    kw = dict(seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
+              mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    npz, tried = find_cifar10_npz()
+    if npz is not None:
+        x_train, y_train, x_test, y_test, classes = read_cifar10_npz(npz)
+        return _assemble(x_train, y_train, x_test, y_test, classes, str(npz), **kw)
 
     cache_dirs = _keras_cache_dirs()
     cached = [d for d in cache_dirs if d.exists()]

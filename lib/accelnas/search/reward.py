@@ -1,7 +1,7 @@
 """The multi-objective reward of the search (MnasNet; Gupta & Akin 2020 use the same form).
 
 ``reward(m) = ACC(m) * (LAT(m) / T) ** w`` with ``w = alpha`` if ``LAT <= T`` else ``beta``
-(FACTS.md §6). Soft constraint: ``alpha = beta = -0.07`` (a model twice as fast as T earns
+(docs/edgetpu.md section 5). Soft constraint: ``alpha = beta = -0.07`` (a model twice as fast as T earns
 ``2 ** 0.07``, about 5 % more reward at equal accuracy); hard constraint: ``alpha = 0, beta = -1``
 (no bonus under T, reward falls in proportion to the overshoot above it).
 

@@ -2,7 +2,7 @@
 
 `get(name)` returns an `ArchSpec` (pure); `build(name, ...)` returns a Keras model (imports TF).
 The structures follow keras.applications (MobileNetV2/V3, ResNet50, EfficientNet-B0), Google's
-EdgeTPU model READMEs and FACTS.md section 5 (EfficientNet-EdgeTPU, MobilenetEdgeTPU, -lite).
+EdgeTPU model READMEs and docs/edgetpu.md section 4 (EfficientNet-EdgeTPU, MobilenetEdgeTPU, -lite).
 """
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ ZOO: dict[str, ArchSpec] = {
     "mobilenet_v3_large": _MOBILENET_V3_LARGE,
     "resnet50": _RESNET50,
     "efficientnet_b0": _EFFICIENTNET_B0,
-    # FACTS.md 5: M and L reuse EfficientNet-B1 / B3 coefficients on the S base.
+    # docs/edgetpu.md section 4: M and L reuse EfficientNet-B1 / B3 coefficients on the S base.
     "efficientnet_edgetpu_s": _edgetpu(1.0, 1.0, 224, "efficientnet_edgetpu_s"),
     "efficientnet_edgetpu_m": _edgetpu(1.0, 1.1, 240, "efficientnet_edgetpu_m"),
     "efficientnet_edgetpu_l": _edgetpu(1.2, 1.4, 300, "efficientnet_edgetpu_l"),
@@ -103,20 +103,20 @@ ZOO: dict[str, ArchSpec] = {
 }
 
 # Published figures at the model's own resolution and 1000 classes. params/macs in units (not M);
-# top1 = ImageNet top-1 (%), float unless noted. Sources: ../shared/edgetpu/FACTS.md section 4/5
+# top1 = ImageNet top-1 (%), float unless noted. Sources: docs/edgetpu.md section 4
 # (EdgeTPU READMEs, slim mobilenet README), keras.applications documentation table, and the
 # MobileNetV3 / EfficientNet papers for MACs.
 PUBLISHED: dict[str, dict] = {
-    "mobilenet_v2": dict(params=3.5e6, macs=300e6, top1=71.8, source="slim mobilenet README / FACTS.md 4"),
+    "mobilenet_v2": dict(params=3.5e6, macs=300e6, top1=71.8, source="slim mobilenet README / docs/edgetpu.md section 4"),
     "mobilenet_v3_small": dict(params=2.5e6, macs=56e6, top1=67.4, source="MobileNetV3 paper, Table 3"),
     "mobilenet_v3_large": dict(params=5.4e6, macs=217e6, top1=75.2, source="MobileNetV3 paper, Table 3"),
-    "resnet50": dict(params=25.6e6, macs=3.86e9, top1=76.0, source="keras.applications / FACTS.md 4"),
+    "resnet50": dict(params=25.6e6, macs=3.86e9, top1=76.0, source="keras.applications / docs/edgetpu.md section 4"),
     "efficientnet_b0": dict(params=5.3e6, macs=390e6, top1=77.1, source="EfficientNet paper, Table 2"),
-    "efficientnet_edgetpu_s": dict(params=5.44e6, macs=1.79e9, top1=77.23, source="FACTS.md 4"),
-    "efficientnet_edgetpu_m": dict(params=6.90e6, macs=3.01e9, top1=78.69, source="FACTS.md 4"),
-    "efficientnet_edgetpu_l": dict(params=10.59e6, macs=7.94e9, top1=80.62, source="FACTS.md 4"),
-    "mobilenet_edgetpu": dict(params=4.0e6, macs=990e6, top1=75.6, source="FACTS.md 4 (int8 top-1)"),
-    "mobilenet_edgetpu_075": dict(params=2.9e6, macs=624e6, top1=None, source="FACTS.md 5"),
+    "efficientnet_edgetpu_s": dict(params=5.44e6, macs=1.79e9, top1=77.23, source="docs/edgetpu.md section 4"),
+    "efficientnet_edgetpu_m": dict(params=6.90e6, macs=3.01e9, top1=78.69, source="docs/edgetpu.md section 4"),
+    "efficientnet_edgetpu_l": dict(params=10.59e6, macs=7.94e9, top1=80.62, source="docs/edgetpu.md section 4"),
+    "mobilenet_edgetpu": dict(params=4.0e6, macs=990e6, top1=75.6, source="docs/edgetpu.md section 4 (int8 top-1)"),
+    "mobilenet_edgetpu_075": dict(params=2.9e6, macs=624e6, top1=None, source="docs/edgetpu.md section 4"),
     # tensorflow/tpu models/official/efficientnet/lite README (params rounded to 0.1 M; its MAdds
     # come out 3-6 % above the conv/FC multiply-accumulates counted here, for all five models)
     "efficientnet_lite0": dict(params=4.7e6, macs=407e6, top1=75.1, source="EfficientNet-lite README"),
