@@ -657,6 +657,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      else f"{e.filename}: {e.strerror or e}")
     except KeyboardInterrupt:
         return _fail(args, EXIT_INTERRUPTED, "interrupted")
+    except Exception as e:  # not a user error: one line, the traceback with --debug
+        hint = "" if args.debug else " (run again with --debug for the traceback)"
+        return _fail(args, EXIT_FAILED, f"{type(e).__name__}: {e}{hint}")
 
 
 if __name__ == "__main__":  # python -m accelnas.cli

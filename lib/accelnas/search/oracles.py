@@ -19,7 +19,9 @@ and the results of the trials completed before it (the policy is re-derived by r
 completion order), so the same params + seed give the same proposals, and a search reloaded from
 disk (keras-tuner ``overwrite=False``) continues exactly where it stopped; the trial in flight when
 it was killed is run again with its values. In distributed mode the completion order depends on
-the workers' timing, so proposals are reproducible only in a sequential run.
+the workers' timing, so proposals are reproducible only in a sequential run. A trial whose folder
+is gone (set aside as damaged by `accelnas.search.tuner.run_search`) is forgotten on reload and
+proposed again under its id, so it is run again and the trial budget stays whole.
 
 Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.screen.Screen`) rejects a
 proposal before any training time is spent on it (an op the accelerator does not map, a latency
@@ -33,7 +35,7 @@ from typing import Any
 
 import keras_tuner
 import numpy as np
-from keras_tuner.engine.trial import TrialStatus
+from keras_tuner.engine.trial import Trial, TrialStatus
 
 from accelnas.space.search_space import SearchSpace
 
@@ -107,12 +109,33 @@ class ArchOracle(keras_tuner.Oracle):
         return state
 
     def set_state(self, state):
+        # keras-tuner's reload reads the trial folders first: a trial the state names but no folder
+        # holds (set aside as damaged) is forgotten here and proposed again under its id below
+        lost = sorted({*state["end_order"], *state["ongoing_trials"].values(), *state["retry_queue"]}
+                      - set(self.trials), key=int)
+        if lost:
+            state = dict(state, end_order=[t for t in state["end_order"] if t not in lost],
+                         ongoing_trials={k: t for k, t in state["ongoing_trials"].items() if t not in lost},
+                         retry_queue=[t for t in state["retry_queue"] if t not in lost],
+                         run_times={t: n for t, n in state["run_times"].items() if t not in lost})
         super().set_state(state)
         mine = state.get("accelnas", {})
         if mine.get("controller", self.controller) != self.controller:
             raise ValueError(f"the project on disk was searched by {mine['controller']!r}, not "
                              f"{self.controller!r}; use another directory or overwrite it")
         self.rejections = list(mine.get("rejections", []))
+        for tid in lost:
+            self._propose_again(tid)
+
+    def _propose_again(self, trial_id: str) -> None:
+        """A new proposal for a forgotten trial id, queued to run before any new trial (keras-tuner's
+        retry queue is served first, also when the trial budget is otherwise spent)."""
+        hps = self.hyperparameters.copy()
+        hps.values = self.populate_space(trial_id)["values"]
+        trial = Trial(hps, trial_id=trial_id, status=TrialStatus.RUNNING)
+        self.trials[trial_id] = trial
+        self._record_values(trial)
+        self._retry_queue.insert(0, trial_id)  # served from the end: lowest id first
 
     # ---- helpers --------------------------------------------------------------------------------
 

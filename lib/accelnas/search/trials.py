@@ -4,6 +4,13 @@
 plus our ``result.json``); `best_archs` / `best_arch` pick the winners; `rescore` asks which
 architectures each accelerator would have preferred; `composition` / `composition_summary` give
 the block composition of the top trials (shares per registered block type).
+
+A project's files: keras-tuner's ``oracle.json`` (the controller's state), ``<tuner id>.json``
+(``tuner0.json``; the tuner's state, empty for ours), ``trial_<id>/trial.json`` (values, metrics,
+status), and ours: ``search_config.json`` and ``trial_<id>/result.json``. `trial_problem` says
+what is wrong with a trial folder (a file cut short by a crash or a full disk, a lost file);
+`trials_frame` lists such a trial as ``damaged``, and a resumed search sets it aside into
+``damaged/`` and runs it again (`accelnas.search.tuner.run_search`).
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,33 +29,89 @@ from accelnas.space.arch import ArchSpec, decode_arch
 
 SEARCH_DIR = "search"  # keras-tuner projects: run_dir/search/<controller>[@<target>]/
 RESULT_FILE = "result.json"
+TRIAL_FILE = "trial.json"  # keras-tuner's, per trial folder
+ORACLE_FILE = "oracle.json"  # keras-tuner's, per project
 CONFIG_FILE = "search_config.json"  # per project: the params that define its search
+DAMAGED_DIR = "damaged"  # per project: damaged trial folders set aside by a resumed search
 
 
 def read_result(trial_dir: Path) -> dict | None:
-    f = Path(trial_dir) / RESULT_FILE
-    return json.loads(f.read_text()) if f.exists() else None
+    """The trial's ``result.json``, or None when it is missing or damaged (see `trial_problem`)."""
+    rec, _ = load_json(Path(trial_dir) / RESULT_FILE)
+    return rec if isinstance(rec, dict) else None
+
+
+def load_json(path: str | os.PathLike) -> tuple[Any, str | None]:
+    """``(content, None)`` of a JSON file, or ``(None, what is wrong)``: ``missing``,
+    ``unreadable (...)`` or ``not valid JSON (...)`` (e.g. cut short by a crash or a full disk)."""
+    try:
+        return json.loads(Path(path).read_text()), None
+    except FileNotFoundError:
+        return None, "missing"
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON ({e})"
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"unreadable ({e})"
+
+
+def trial_problem(trial_dir: str | os.PathLike) -> str | None:
+    """What is wrong with a trial folder, starting with the file's name (None: nothing):
+    keras-tuner's ``trial.json`` missing, not valid JSON or without id, values and status; a
+    ``result.json`` that is not a valid JSON object; or, for a trial keras-tuner records as
+    completed, a ``result.json`` that is missing or lacks the architecture or a finite accuracy
+    and reward (a running or failed trial may have no ``result.json``)."""
+    tdir = Path(trial_dir)
+    t, problem = load_json(tdir / TRIAL_FILE)
+    if problem:
+        return f"{TRIAL_FILE}: {problem}"
+    if not (isinstance(t, dict) and t.get("trial_id") is not None and t.get("status")
+            and isinstance((t.get("hyperparameters") or {}).get("values"), dict)):
+        return f"{TRIAL_FILE}: no trial id, values or status"
+    rec, problem = load_json(tdir / RESULT_FILE)
+    if problem and problem != "missing":
+        return f"{RESULT_FILE}: {problem}"
+    if rec is not None and not isinstance(rec, dict):
+        return f"{RESULT_FILE}: not a JSON object"
+    if t["status"] != "COMPLETED":
+        return None
+    if rec is None:
+        return f"{RESULT_FILE}: missing (keras-tuner's {TRIAL_FILE} says completed)"
+    wrong = [f"status {rec.get('status')!r}"] if rec.get("status") != "completed" else []
+    wrong += [f"{k} {rec.get(k)!r}" for k in ("accuracy", "reward") if not _finite(rec.get(k))]
+    if not isinstance(rec.get("arch"), str) or not rec["arch"]:
+        wrong.append("no architecture")
+    return f"{RESULT_FILE}: completed trial with {', '.join(wrong)}" if wrong else None
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and bool(np.isfinite(x))
 
 
 def trials_frame(search_dir: str | os.PathLike) -> pd.DataFrame:
     """One row per trial of every project under ``search_dir`` (``run_dir/search``): controller
     (the project: ``<controller>`` or ``<controller>@<target>``), target (the accelerator its reward
-    targets), trial_id, status (completed / failed / running), reason, arch, accuracy, latency_ms_<acc>,
-    reward, wall_s, finished (completion rank within its project), best_reward_so_far."""
+    targets), trial_id, status (completed / failed / running / damaged: see `trial_problem`, the
+    reason says what is wrong), reason, arch, accuracy, latency_ms_<acc>, reward, wall_s, finished
+    (completion rank within its project), best_reward_so_far."""
     rows = []
     for project in sorted(Path(search_dir).glob("*")):
-        oracle_file = project / "oracle.json"
+        oracle_file = project / ORACLE_FILE
         if not oracle_file.exists():
             continue
-        end_order = json.loads(oracle_file.read_text()).get("end_order", [])
-        cfg_file = project / CONFIG_FILE
-        target = json.loads(cfg_file.read_text()).get("target_accelerator") if cfg_file.exists() else None
+        state, _ = load_json(oracle_file)
+        end_order = state.get("end_order", []) if isinstance(state, dict) else []
+        cfg, _ = load_json(project / CONFIG_FILE)
+        target = cfg.get("target_accelerator") if isinstance(cfg, dict) else None
         rank = {tid: i for i, tid in enumerate(end_order)}
-        for tdir in sorted(project.glob("trial_*")):
-            tj = tdir / "trial.json"
-            if not tj.exists():
+        for tdir in sorted(d for d in project.glob("trial_*") if d.is_dir()):
+            problem = trial_problem(tdir)
+            if problem:
+                tid = tdir.name.removeprefix("trial_")
+                rows.append({"controller": project.name, "target": target, "trial_id": tid,
+                             "status": "damaged", "reason": problem, "arch": None, "accuracy": None,
+                             "reward": None, "wall_s": None, "finished": rank.get(tid)})
                 continue
-            t = json.loads(tj.read_text())
+            t = json.loads((tdir / TRIAL_FILE).read_text())
             rec = read_result(tdir) or {}
             status = {"COMPLETED": "completed", "FAILED": "failed", "INVALID": "failed"}.get(
                 t.get("status"), "running")

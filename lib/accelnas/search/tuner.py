@@ -15,18 +15,29 @@ tuner (`NASTuner.run_trial`):
 
 A trial that fails (diverges, cannot be built, runs out of memory) is recorded as failed with its
 reason and the search goes on. Everything lives under ``<run_dir>/search/<controller>/`` (keras-tuner's
-project: ``oracle.json``, ``trial_*/trial.json`` + ``result.json``); running again with the same
-params resumes from the finished trials. keras-tuner's distributed mode works unchanged: run the
-same command with ``KERASTUNER_TUNER_ID=chief`` (serves the oracle) and ``tuner0``, ``tuner1``, ...
-(workers), all with ``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` and the same run folder.
+project: ``oracle.json``, ``tuner0.json``, ``trial_*/trial.json`` + ``result.json``); running again
+with the same params resumes from the finished trials. Before resuming, every trial folder is
+checked (`accelnas.search.trials.trial_problem`): a damaged one (a file cut short by a crash or a
+full disk, a lost file) is moved into ``damaged/`` with one log line and run again; a damaged
+``oracle.json`` stops the search with a `SearchFolderError` that names it and the fix.
+
+One search at a time per run folder: `run_search` holds ``<run_dir>/search/search.lock`` (pid,
+host, start time) and a second search on the folder gets a `SearchFolderError` naming the holder.
+keras-tuner's distributed mode is the way to share a folder, and works unchanged: run the same
+command with ``KERASTUNER_TUNER_ID=chief`` (serves the oracle, holds the lock) and ``tuner0``,
+``tuner1``, ... (workers, which take no lock), all with ``KERASTUNER_ORACLE_IP`` /
+``KERASTUNER_ORACLE_PORT`` and the same run folder.
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +51,8 @@ from accelnas.io import write_json, write_parquet
 from accelnas.search.oracles import ArchOracle, make_oracle
 from accelnas.search.screen import Screen
 from accelnas.search.reward import multi_reward, used_accelerators
-from accelnas.search.trials import CONFIG_FILE, RESULT_FILE, SEARCH_DIR, read_result, trials_frame
+from accelnas.search.trials import (CONFIG_FILE, DAMAGED_DIR, ORACLE_FILE, RESULT_FILE, SEARCH_DIR,
+                                    load_json, read_result, trial_problem, trials_frame)
 from accelnas.space.search_space import SearchSpace
 
 # params sections that define a search; a project on disk searched with others is not resumed
@@ -48,6 +60,12 @@ _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search
                 "latency", "supernet")
 _SEARCH_KEYS = ("evaluator", "controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
                 "reward", "latency_cap", "learning_rate", "baseline_decay")
+LOCK_FILE = "search.lock"  # in run_dir/search: who runs a search on the folder
+
+
+class SearchFolderError(ValueError):
+    """A search folder that cannot be used as it is: a damaged oracle-level file, or another
+    search running on it (the message names the file or the holder, and what to do)."""
 
 
 # ---------------------------------------------------------------------------------------- tuner
@@ -83,6 +101,7 @@ class NASTuner(_tuner_base()):
         self.seed = int(seed)
         self.progress = progress
         self.log = log
+        self.controller = oracle.controller  # a worker's oracle becomes keras-tuner's OracleClient
         super().__init__(oracle, **kwargs)
 
     def run_trial(self, trial, data=None):
@@ -90,8 +109,7 @@ class NASTuner(_tuner_base()):
 
         start = time.perf_counter()
         tid = trial.trial_id
-        record: dict[str, Any] = {"trial_id": tid, "controller": getattr(self.oracle, "controller", ""),
-                                  "tuner_id": self.tuner_id}
+        record: dict[str, Any] = {"trial_id": tid, "controller": self.controller, "tuner_id": self.tuner_id}
         try:
             arch = self.screen.space.from_values(trial.hyperparameters.values, name=f"trial_{tid}")
             record["arch"] = arch.encode()
@@ -225,9 +243,13 @@ def search_config(params: Mapping, controller: str) -> dict:
 
 def _check_config(project: Path, cfg: dict) -> None:
     f = project / CONFIG_FILE
-    if not f.exists():
+    old, problem = load_json(f)
+    if problem == "missing":
         return
-    old = json.loads(f.read_text())
+    if problem or not isinstance(old, dict):
+        raise SearchFolderError(f"{f}: {problem or 'not a JSON object'}; it records the params this "
+                                f"search was started with: restore it, or delete it to resume the "
+                                f"search with the current params")
     if old == cfg:
         return
     diff = sorted(_diff_keys(old, cfg))
@@ -242,6 +264,103 @@ def _diff_keys(a, b, prefix=""):
             yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
     elif a != b:
         yield prefix.rstrip(".")
+
+
+def _check_project(project: Path, tuner_id: str, log: Callable[[str], None]) -> None:
+    """Make ``project`` safe for keras-tuner to reload: its ``oracle.json`` must be whole (else a
+    `SearchFolderError` naming it and the fix); a missing or damaged ``<tuner_id>.json`` is written
+    again (keras-tuner reloads a project only when it is there; `NASTuner` keeps no state in it);
+    a damaged trial folder (`trial_problem`) is moved into ``damaged/`` with one log line, and the
+    oracle forgets it on reload (`ArchOracle.set_state`), so that it is proposed and run again."""
+    trial_dirs = sorted(d for d in project.glob("trial_*") if d.is_dir())
+    tuner_file = project / f"{tuner_id}.json"
+    state, problem = load_json(project / ORACLE_FILE)
+    if problem == "missing" and not trial_dirs and not tuner_file.exists():
+        return  # nothing searched yet
+    if not problem and not (isinstance(state, dict) and
+                            {"end_order", "ongoing_trials", "retry_queue", "run_times"} <= set(state)):
+        problem = "not keras-tuner's oracle state"
+    if problem:
+        raise SearchFolderError(f"{project / ORACLE_FILE}: {problem}; the search cannot resume without "
+                                f"it: restore it from a backup, or delete {project} (accelnas search "
+                                f"--overwrite) to start this search again")
+    tuner_state, problem = load_json(tuner_file)
+    if problem or not isinstance(tuner_state, dict):
+        if problem != "missing":
+            log(f"{tuner_file}: {problem or 'not a JSON object'}; written again (it holds no search state)")
+        write_json(tuner_file, {})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for tdir in trial_dirs:
+        problem = trial_problem(tdir)
+        if problem:
+            dest = project / DAMAGED_DIR / f"{tdir.name}-{stamp}"
+            dest.parent.mkdir(exist_ok=True)
+            tdir.rename(dest)
+            log(f"{tdir}/{problem}; moved to {dest}, the trial will be run again")
+
+
+def _role() -> str:
+    """This process's part in keras-tuner's distributed mode: ``chief``, ``worker`` or ``alone``."""
+    if not os.environ.get("KERASTUNER_ORACLE_IP"):
+        return "alone"
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
+
+@contextmanager
+def search_lock(search_dir: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``search_dir/search.lock`` for the ``with`` block, or raise `SearchFolderError` naming
+    the search that holds it (pid, host, start time). The lock is an exclusive ``fcntl.flock``,
+    which the system releases when its process ends, so a killed search leaves no stale lock; the
+    file's text only says who holds it. On a file system that refuses locks the search runs
+    unlocked."""
+    import fcntl
+
+    path = Path(search_dir) / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder, _ = load_json(path)
+            who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+                   if isinstance(holder, dict) else "holder unknown")
+            raise SearchFolderError(
+                f"another search is running on {path.parent} ({who}; {path}): wait for it to end "
+                f"or stop it; to share one search between processes use keras-tuner's distributed "
+                f"mode (KERASTUNER_TUNER_ID=chief / tuner0, ..., see accelnas search --help)") from None
+        except OSError:
+            yield path  # no locks on this file system
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # still held: the next search finds it empty
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _beside_bar(log: Callable[[str], None] | None, bar) -> Callable[[str], None] | None:
+    """``log`` that ends a text progress bar's line (newline) first and draws the bar again below
+    the logged line, so that neither is glued to the other (a notebook's bar is a widget)."""
+    notebook = sys.modules.get("tqdm.notebook")
+    if log is None or bar is None or (notebook and isinstance(bar, notebook.tqdm_notebook)):
+        return log
+
+    def say(line: str) -> None:
+        bar.fp.write("\n")
+        bar.fp.flush()
+        log(line)
+        sys.stdout.flush()  # a piped stdout is buffered; the bar (stderr) is not
+        bar.refresh()
+    return say
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def search_targets(params: Mapping) -> list[str]:
@@ -299,8 +418,9 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
             remain, with ``proxy.subset`` training images).
         train_fn: the objective (default `proxy_trainer` of ``proxy``).
         overwrite: start again, deleting this controller's finished trials.
-        progress: show a tqdm bar.
-        log: called with one line per finished trial (None: quiet).
+        progress: show a tqdm bar (its line is ended before each log line and when the search stops).
+        log: called with one line per finished trial, and per damaged trial set aside (None: quiet;
+            damaged trials are still reported, on stderr).
         space: the search space (default: built from params; notebook 03 passes notebook 01's).
         target: the accelerator whose latency the reward uses (default ``target_accelerator``).
         shared: a dict kept between calls (`run_searches`): the loaded data and the evaluator.
@@ -308,6 +428,10 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     Returns:
         `trials_frame` of this project (also written to ``run_dir/trials.parquet`` for all
         projects under ``run_dir/search``).
+
+    Raises:
+        SearchFolderError: another search runs on ``run_dir`` (``search/search.lock``; a distributed
+            worker takes no lock), or the project's ``oracle.json`` is damaged.
     """
     main_target = params["target_accelerator"]
     if target is not None and target != main_target:
@@ -323,45 +447,49 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     project = directory / name
     cfg = search_config(params, ctrl)
     cfg["seed"] = su.oracle.search_seed  # the seed argument overrides params' seed
-    if not overwrite:
-        _check_config(project, cfg)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    role = _role()
+    with nullcontext() if role == "worker" else search_lock(directory):
+        if not overwrite:
+            _check_config(project, cfg)
+            if role != "worker":  # the chief's oracle is the one that reloads the project
+                _check_project(project, os.environ.get("KERASTUNER_TUNER_ID", "tuner0"), log or _stderr)
+        su.oracle.verbose = 0  # keras-tuner's own per-trial tables; `log` prints one line instead
+        tuner = NASTuner(su.oracle, screen=su.screen, reward=su.reward,
+                         train_fn=train_fn or proxy_trainer(params["proxy"]), seed=su.oracle.search_seed,
+                         directory=str(directory), project_name=name, overwrite=overwrite)
+        write_json(project / CONFIG_FILE, cfg)
+        done = len(tuner.oracle.end_order) if hasattr(tuner.oracle, "end_order") else 0
+        bar = None
+        if progress:  # after keras-tuner's "Reloading Tuner from ..." line
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=su.oracle.max_trials, desc=f"search ({ctrl}, {params['target_accelerator']})",
-                   unit="trial")
-    su.oracle.verbose = 0  # keras-tuner's own per-trial tables; `log` prints one line instead
-    tuner = NASTuner(su.oracle, screen=su.screen, reward=su.reward,
-                     train_fn=train_fn or proxy_trainer(params["proxy"]), seed=su.oracle.search_seed,
-                     progress=bar, log=log, directory=str(directory), project_name=name,
-                     overwrite=overwrite)
-    write_json(project / CONFIG_FILE, cfg)
-    done = len(tuner.oracle.end_order) if hasattr(tuner.oracle, "end_order") else 0
-    if bar is not None:
-        bar.update(done)
-    is_chief = "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") and os.environ.get("KERASTUNER_ORACLE_IP")
-    remaining = su.oracle.max_trials - done
-    if remaining > 0:
-        if data is None and not is_chief:
-            from accelnas.search.data import load_proxy
+            sys.stdout.flush()
+            bar = tqdm(total=su.oracle.max_trials, initial=done, unit="trial",
+                       desc=f"search ({ctrl}, {params['target_accelerator']})")
+        tuner.progress, tuner.log = bar, _beside_bar(log, bar)
+        try:
+            if su.oracle.max_trials - done > 0:
+                if data is None and role != "chief":
+                    from accelnas.search.data import load_proxy
 
-            data = shared["data"] = shared.get("data") or load_proxy(params)
-        if train_fn is None and params["search"]["evaluator"] == "supernet" and not is_chief:
-            from accelnas.search.supernet import SUPERNET_FILE, supernet_evaluator, trained_supernet
+                    data = shared["data"] = shared.get("data") or load_proxy(params)
+                if train_fn is None and params["search"]["evaluator"] == "supernet" and role != "chief":
+                    from accelnas.search.supernet import SUPERNET_FILE, supernet_evaluator, trained_supernet
 
-            if "supernet" not in shared:
-                net = trained_supernet(su.space, params, data, directory / SUPERNET_FILE, log=log)
-                shared["supernet"] = _memo(supernet_evaluator(net, params))
-            tuner.train_fn = shared["supernet"]
-        tuner.search(data)
-    if bar is not None:
-        bar.close()
-    frame = trials_frame(directory)
-    if not frame.empty:
-        write_parquet(Path(run_dir) / "trials.parquet", frame)
+                    if "supernet" not in shared:
+                        net = trained_supernet(su.space, params, data, directory / SUPERNET_FILE,
+                                               log=tuner.log)
+                        shared["supernet"] = _memo(supernet_evaluator(net, params))
+                    tuner.train_fn = shared["supernet"]
+                tuner.search(data)
+        finally:
+            if bar is not None:
+                bar.close()  # ends the bar's line, also before an error message
+        frame = trials_frame(directory)
+        if not frame.empty:
+            write_parquet(Path(run_dir) / "trials.parquet", frame)
     return frame[frame.controller == name].reset_index(drop=True) if not frame.empty else frame
 
 
-__all__ = ["NASTuner", "SearchSetup", "setup", "run_search", "run_searches", "search_targets",
-           "proxy_trainer", "search_config"]
+__all__ = ["NASTuner", "SearchSetup", "SearchFolderError", "setup", "run_search", "run_searches",
+           "search_targets", "search_lock", "proxy_trainer", "search_config"]
