@@ -27,7 +27,9 @@ and LatBench's 1,528 measured NAS-Bench-201 networks (`accelnas.latency.calibrat
 the Edge TPU behind LatBench's own host path, ``coral@latbench``), each row predicted with the
 constants fitted (`accelnas.latency.calibrate.fit_constants`: chip constants once for the family, host
 constants per host path) without its fold, by the simulator and by an APM fitted to that simulator;
-next to them the ranking by MACs alone and the 3-constant roofline fitted on the other folds. Printed:
+next to them the ranking by MACs alone and the 3-constant roofline fitted per device on the other
+folds (leave-one-out in a set of fewer than 20 rows; none for a device with fewer than 4 other rows:
+pixel4's published rows). Printed:
 median and max absolute error, Spearman and Kendall per data set and method. Fitting a fold takes
 ~40 s (``--max-rows`` rows of a large set per fit, seeded).
 
@@ -111,10 +113,19 @@ def summary(df: pd.DataFrame) -> dict:
     return out
 
 
+#: Below this many rows the roofline (three constants per device) is judged leave-one-out.
+SMALL_SET = 20
+
+
 def rank_stats(pred, target) -> dict:
     from scipy.stats import kendalltau, spearmanr
 
     pred, target = np.asarray(pred, float), np.asarray(target, float)
+    ok = np.isfinite(pred)  # rows a method has no prediction for (the roofline: too few rows of a device)
+    pred, target = pred[ok], target[ok]
+    if len(target) < 3:
+        return {"n": int(len(target)), "median_abs_error": float("nan"), "max_abs_error": float("nan"),
+                "spearman": float("nan"), "kendall": float("nan")}
     err = np.abs(pred / target - 1)
     return {"n": int(len(target)), "median_abs_error": float(np.median(err)), "max_abs_error": float(err.max()),
             "spearman": float(spearmanr(pred, target).statistic),
@@ -131,15 +142,20 @@ def cross_validated(k: int, max_rows: int, seed: int = 0) -> dict:
         y = np.array([r["latency_ms"] for r in rows])
         graphs = [row_graph(r["builder"], r["resolution"]) for r in rows]
         frame = pd.DataFrame({"macs": [g.macs for g in graphs], "weight_bytes": [g.weight_bytes for g in graphs],
-                              "latency_ms": y})
+                              "latency_ms": y, "hardware": [r["hardware"] for r in rows]})
         roof = np.full(len(rows), np.nan)
         idx = np.random.default_rng([seed, len(rows)]).permutation(len(rows))
-        kk = min(k, len(rows))
+        kk = min(k, len(rows)) if len(rows) >= SMALL_SET else len(rows)  # a small set: leave one out
         for f in range(kk):
             held = np.sort(idx[f::kk])
             train = frame.drop(index=held)
-            base = R.roofline_baseline(train)
-            roof[held] = R.roofline_predict(frame.macs.values[held], frame.weight_bytes.values[held], base)
+            for hw in np.unique(frame.hardware.values[held]):  # one roofline per device, from its other rows
+                fit_rows = train[train.hardware == hw]
+                if len(fit_rows) < 4:  # three constants need more rows than that
+                    continue
+                base = R.roofline_baseline(fit_rows)
+                mine = held[frame.hardware.values[held] == hw]
+                roof[mine] = R.roofline_predict(frame.macs.values[mine], frame.weight_bytes.values[mine], base)
         res = {m: rank_stats(cv[name][m], y) for m in ("sim", "apm")}
         res["roofline"] = rank_stats(roof, y)
         macs = rank_stats(frame.macs.values.astype(float), y)
