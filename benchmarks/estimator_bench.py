@@ -17,7 +17,7 @@ reward and Pareto hypervolume (accuracy x target latency, search_bench's fixed r
 of the two searches' top 10 by reward and of their Pareto fronts (architecture strings), and, on
 the union of the architectures both searches scored, the Kendall tau between APM and simulator
 latencies on the target. Per-estimate cost (APM cold and warm, simulator incl. the op graph) on
-those architectures is timed in this process.
+those architectures: `accelnas.latency.fidelity.estimator_speed`, in this process.
 """
 from __future__ import annotations
 
@@ -58,25 +58,6 @@ def front_archs(df, target: str) -> set[str]:
     return set(done.arch[pareto_mask(pts, maximize=(True, False))])
 
 
-def per_estimate_cost(archs, acc) -> dict:
-    """Seconds per estimate on ``archs``: APM cold (empty block cache) and warm, simulator (with
-    the op graph)."""
-    from accelnas.latency import apm_for, machine
-    from accelnas.latency.apm import APM
-    from accelnas.latency.sim import simulate
-    from accelnas.space.graph import from_arch
-
-    apm = APM(machine(acc), apm_for(acc).coef)
-    out = {}
-    for label, fn in (("apm_cold_s", apm.latency_ms), ("apm_warm_s", apm.latency_ms),
-                      ("sim_s", lambda a: simulate(from_arch(a), machine(acc)).latency_ms)):
-        t = time.perf_counter()
-        for a in archs:
-            fn(a)
-        out[label] = (time.perf_counter() - t) / max(1, len(archs))
-    return out
-
-
 class Timed:
     """An objective that adds up the seconds spent in it (the rest of a search's wall time is the
     controller, keras-tuner and the latency estimates)."""
@@ -113,6 +94,7 @@ def main(argv=None) -> dict:
 
     from accelnas.latency import estimate
     from accelnas.latency.accelerator import load_accelerators
+    from accelnas.latency.fidelity import estimator_speed
     from accelnas.space.arch import decode_arch
     from accelnas.search.tuner import run_search
 
@@ -160,7 +142,9 @@ def main(argv=None) -> dict:
     decoded = [decode_arch(s) for s in sorted(archs)]
     lat = {m: np.array([estimate(x, acc, m).latency_ms for x in decoded]) for m in METHODS}
     ok = np.isfinite(lat["apm"]) & np.isfinite(lat["sim"])
-    cost = per_estimate_cost(decoded, acc)
+    speed = estimator_speed(decoded, acc)  # the same timing as notebook 02 and latency_bench
+    cost = {"apm_cold_s": 1 / speed["apm_archs_per_s"], "apm_warm_s": 1 / speed["apm_archs_per_s_warm"],
+            "sim_s": 1 / speed["sim_nets_per_s"]}
     report = {
         "benchmark": "estimator_bench", "controller": a.controller, "trials": trials, "seeds": seeds,
         "target": target, "runs": runs, "pairs": pairs,

@@ -32,16 +32,17 @@ def test_debug_keeps_the_exit_code(capsys):
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("accelnas: error: ")
 
 
+def main_failing_with(monkeypatch, fail) -> int:
+    """`cli.main` on ``accelnas zoo`` whose work is ``fail`` (a function of the parsed arguments)."""
+    monkeypatch.setattr(cli, "_cmd_zoo", fail)  # the parser is built in main, from this name
+    return cli.main(["zoo"])
+
+
 def test_a_long_message_is_printed_whole(capsys, monkeypatch):
     def fail(args):
         raise FileNotFoundError("dataset 'cifar10' not found. Tried:\n  /a/cifar10.npz\n  /b/cifar10.npz\n"
                                 "Set ACCELNAS_DATA_DIR to the folder holding cifar10.npz")
-    monkeypatch.setattr(cli, "_cmd_zoo", fail)
-    parser = cli.build_parser()
-    args = parser.parse_args(["zoo"])
-    args.func = fail
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, a: args})())
-    assert cli.main(["zoo"]) == 2
+    assert main_failing_with(monkeypatch, fail) == 2
     err = capsys.readouterr().err
     assert "/a/cifar10.npz" in err and "/b/cifar10.npz" in err and "Set ACCELNAS_DATA_DIR" in err
 
@@ -49,12 +50,17 @@ def test_a_long_message_is_printed_whole(capsys, monkeypatch):
 def test_a_missing_optional_package_is_a_usage_error(capsys, monkeypatch):
     def fail(args):
         import tensorflow_datasets_that_is_not_installed  # noqa: F401
-    parser = cli.build_parser()
-    args = parser.parse_args(["zoo"])
-    args.func = fail
-    monkeypatch.setattr(cli, "build_parser", lambda: type("P", (), {"parse_args": lambda self, a: args})())
-    assert cli.main(["zoo"]) == 2
+    assert main_failing_with(monkeypatch, fail) == 2
     assert "pip install tensorflow_datasets_that_is_not_installed" in capsys.readouterr().err
+
+
+def test_any_other_failure_is_one_line_with_exit_1(capsys, monkeypatch):
+    def fail(args):
+        raise RuntimeError("no admissible architecture")
+    assert main_failing_with(monkeypatch, fail) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["accelnas: error: RuntimeError: no admissible architecture (run again with --debug "
+                   "for the traceback)"]
 
 
 def test_output_to_a_closed_pipe_ends_quietly():

@@ -18,7 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from accelnas import cli, runner
+from accelnas import cli, runner, schema
+from accelnas.search import data
 from accelnas.runner import NotebookFailed, RunConflict, RunLocked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +144,7 @@ def test_conflict_names_at_most_five_keys(nbs, out, calls):
     assert "seed: 0 -> 3" in msg and "samples: 50 -> 20" in msg and "proxy.epochs: 1 -> 2" in msg
     assert "and 2 more" in msg and "stage2.epochs" not in msg
     assert len(calls) == 1
-    assert runner.describe_changes([("a.b", [1, 2], [1]), ("c", runner._UNSET, "x")]) == \
+    assert schema.describe_changes([("a.b", [1, 2], [1]), ("c", schema._UNSET, "x")]) == \
         "a.b: [1, 2] -> [1]; c: (unset) -> x"
 
 
@@ -292,8 +293,6 @@ def test_history_starts_from_a_manifest_written_before_it(nbs, out, calls):
 def no_cifar(tmp_path, monkeypatch) -> Path:
     """No CIFAR-10 anywhere: ACCELNAS_DATA_DIR points at an empty folder, KERAS_HOME too, and no
     shared folder beside the checkout."""
-    from accelnas.search import data
-
     empty = tmp_path / "nodata"
     empty.mkdir()
     monkeypatch.setenv("ACCELNAS_DATA_DIR", str(empty))
@@ -332,25 +331,25 @@ def test_cli_prints_the_whole_dataset_message(nbs, out, calls, no_cifar, capsys)
     assert calls == []
 
 
-def test_check_dataset_finds_what_the_loader_would(tmp_path, no_cifar):
-    assert runner.check_dataset("synthetic") == "synthetic"
+def test_locate_dataset_finds_what_the_loader_would(tmp_path, no_cifar):
+    assert data.locate_dataset("synthetic") == "synthetic"
     (no_cifar / "cifar10.npz").write_bytes(b"")
-    assert runner.check_dataset("cifar10") == str(no_cifar / "cifar10.npz")
+    assert data.locate_dataset("cifar10") == str(no_cifar / "cifar10.npz")
     (no_cifar / "cifar10.npz").unlink()
     cache = tmp_path / "keras" / "datasets" / "cifar-10-batches-py"
     cache.mkdir(parents=True)
-    assert runner.check_dataset("cifar10") == f"keras cache {cache}"
+    assert data.locate_dataset("cifar10") == f"keras cache {cache}"
 
     with pytest.raises(FileNotFoundError, match=r"imgs does not exist.*relative to"):
-        runner.check_dataset("folder:imgs", cwd=tmp_path)
+        data.locate_dataset("folder:imgs", cwd=tmp_path)
     (tmp_path / "imgs" / "train").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="neither test/ nor val/"):
-        runner.check_dataset("folder:imgs", cwd=tmp_path)
+        data.locate_dataset("folder:imgs", cwd=tmp_path)
     (tmp_path / "imgs" / "val").mkdir()
-    assert runner.check_dataset("folder:imgs", cwd=tmp_path) == str(tmp_path / "imgs")
+    assert data.locate_dataset("folder:imgs", cwd=tmp_path) == str(tmp_path / "imgs")
 
-    no_tf = ("import sys\nfrom accelnas import runner\nfor spec in ('cifar10', 'folder:x'):\n"
-             "    try:\n        runner.check_dataset(spec)\n    except FileNotFoundError:\n"
+    no_tf = ("import sys\nfrom accelnas.search import data\nfor spec in ('cifar10', 'folder:x'):\n"
+             "    try:\n        data.locate_dataset(spec)\n    except FileNotFoundError:\n"
              "        pass\nassert not {'tensorflow', 'keras'} & set(sys.modules), 'imported TF'")
     subprocess.run([sys.executable, "-c", no_tf], check=True, cwd=tmp_path)
 

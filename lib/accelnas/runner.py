@@ -6,7 +6,7 @@ fails at once rather than at notebook 03:
 * the params file is validated (accelerator names and YAML paths included: they must resolve);
 * the notebooks are found (and ``only`` selects some of them);
 * the dataset, when a selected notebook reads it (`DATA_NOTEBOOKS`: 03, 04, 05), can be resolved
-  (`check_dataset`, without loading it or importing TensorFlow);
+  (`accelnas.search.data.locate_dataset`, without loading it or importing TensorFlow);
 * the run folder ``<outputs_root>/<run_name>/`` is not in use (`run_lock`: one invocation per run
   folder at a time; a second one is refused with `RunLocked`);
 * a run folder that already holds a run (its ``manifest.json``) was made with the same params
@@ -51,7 +51,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -60,6 +59,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from accelnas.io import exclusive_lock, lock_holder
+from accelnas.schema import describe_changes, param_changes
 from accelnas.io import write_json as _write_json
 
 #: Notebooks the runner executes, by file-name pattern, in this order.
@@ -272,63 +273,6 @@ def _run_name(p: Mapping[str, Any], params_path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # inputs, checked before the first notebook
 
-def check_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
-    """Check that the params' ``dataset`` can be found, as `accelnas.search.data.load_arrays`
-    resolves it, without loading it or importing TensorFlow; returns where it is.
-
-    * ``cifar10``: ``$ACCELNAS_DATA_DIR/cifar10.npz`` (unset: ../shared/data beside the checkout), else
-      Keras's cache folder. A download is not
-      tried here: without either, the check fails (fetch it once, or point the variable at a copy).
-    * ``folder:PATH``: a folder with ``train/`` and ``test/`` or ``val/``; a relative ``PATH`` is
-      relative to ``cwd`` (the kernels' working directory, where the notebooks resolve it).
-    * ``tfds:NAME``: the tensorflow_datasets package is installed (whether the data is on disk is
-      checked when it loads: that needs TensorFlow).
-    * ``synthetic``: always there.
-
-    Raises:
-        FileNotFoundError: not found; the message lists every path tried and what to set.
-    """
-    from accelnas.search import data
-
-    env, npz_name = data.DATA_DIR_ENV, "cifar10.npz"
-    if spec == "cifar10":
-        npz, tried = data.find_cifar10_npz()  # where data.py looks, in its order
-        if npz is not None:
-            return str(npz)
-        cache_dirs = data.keras_cache_dirs()
-        for d in cache_dirs:
-            if d.exists():
-                return f"keras cache {d}"
-        tried.append(f"keras cache {' | '.join(map(str, cache_dirs))}: not found")
-        raise FileNotFoundError(
-            "dataset 'cifar10' not found. Tried:\n  - " + "\n  - ".join(tried) +
-            f"\nSet {env} to a folder holding {npz_name} (e.g. {env}=../shared/data; format: "
-            "x_train/y_train/x_test/y_test/classes arrays), fetch it once into Keras's cache "
-            "(python -c 'import keras; keras.datasets.cifar10.load_data()'), or use "
-            "--set dataset=synthetic for an offline smoke run.")
-    if spec.startswith("folder:"):
-        path = Path(cwd or ".") / Path(spec[len("folder:"):]).expanduser()
-        problem = ("does not exist" if not path.is_dir() else
-                   "has no train/ folder" if not (path / "train").is_dir() else
-                   "has neither test/ nor val/" if not ((path / "test").is_dir()
-                                                        or (path / "val").is_dir()) else "")
-        if problem:
-            raise FileNotFoundError(
-                f"dataset {spec!r}: {path} {problem} (expected PATH/train/<class>/<images> and "
-                "PATH/test/<class>/<images>, or val/ instead of or besides test/; a relative PATH "
-                f"is relative to {Path(cwd or '.').resolve()}, where the notebooks run)")
-        return str(path.resolve())
-    if spec.startswith("tfds:"):
-        import importlib.util
-
-        if importlib.util.find_spec("tensorflow_datasets") is None:
-            raise FileNotFoundError(
-                f"dataset {spec!r} needs the tensorflow_datasets package, which is not installed "
-                "(pip install tensorflow-datasets), and the data prepared on disk; offline "
-                f"alternatives: dataset cifar10 with {env}, folder:PATH or synthetic")
-    return spec
-
-
 def check_inputs(params: Mapping[str, Any], notebooks: Sequence[Path],
                  cwd: str | os.PathLike | None = None) -> dict:
     """Check what the selected ``notebooks`` read besides the params file (validated already,
@@ -340,38 +284,17 @@ def check_inputs(params: Mapping[str, Any], notebooks: Sequence[Path],
     """
     if not any(nb.name[:2] in DATA_NOTEBOOKS for nb in notebooks):
         return {}
-    return {"dataset": check_dataset(params["dataset"], cwd)}
+    from accelnas.search.data import locate_dataset
+
+    return {"dataset": locate_dataset(params["dataset"], cwd)}
 
 
 # ---------------------------------------------------------------------------------------------
 # reruns: same params, one invocation at a time
 
-_UNSET = object()
-
-
 def _jsonable(obj: Any) -> Any:
     """``obj`` as it reads back from the manifest (tuples become lists, odd values text)."""
     return json.loads(json.dumps(obj, default=str))
-
-
-def param_changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(dotted key, old value, new value)`` for every leaf that differs between two params
-    mappings, in ``old``'s key order (a missing key is `_UNSET`; lists compare whole)."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        keys = [*old, *(k for k in new if k not in old)]
-        return [change for k in keys
-                for change in param_changes(old.get(k, _UNSET), new.get(k, _UNSET), f"{prefix}{k}.")]
-    return [] if old == new else [(prefix.rstrip("."), old, new)]
-
-
-def describe_changes(changes: Sequence[tuple[str, Any, Any]], limit: int = 5) -> str:
-    """``"seed: 0 -> 7; proxy.epochs: 1 -> 2 and 3 more"`` (the first ``limit`` changes)."""
-    def short(v: Any) -> str:
-        text = "(unset)" if v is _UNSET else v if isinstance(v, str) else json.dumps(v, default=str)
-        return text if len(text) <= 40 else text[:37] + "..."
-
-    shown = "; ".join(f"{k}: {short(a)} -> {short(b)}" for k, a, b in changes[:limit])
-    return shown + (f" and {len(changes) - limit} more" if len(changes) > limit else "")
 
 
 def _previous_manifest(run_dir: Path, overwrite: bool) -> dict | None:
@@ -432,28 +355,13 @@ def _clear_run_dir(run_dir: Path, say) -> None:
         say(f"--overwrite: deleted the earlier results in {run_dir}", flush=True)
 
 
-def _read_lock(path: Path) -> dict:
-    """The holder recorded in a lock file (``{}`` when empty or unreadable)."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _holder(info: Mapping) -> str:
-    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, started "
-            f"{info.get('started', '?')}")
-
-
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike, *, log=print):
     """Hold the lock of a run folder for the block (creates the folder): one invocation at a time.
 
-    The lock is ``<run_dir>/.lock``, locked with ``fcntl.flock`` and holding this process's pid,
-    host and start time. It is released when the block ends, on success, exception or
-    KeyboardInterrupt, and by the OS when the process dies; a holder's record left by a process
-    that died is taken over with a one-line notice. Without ``fcntl`` (Windows) nothing is locked.
+    The lock is ``<run_dir>/.lock`` (`accelnas.io.exclusive_lock`: released when the block ends, on
+    success, exception or KeyboardInterrupt, and by the OS when the process dies); a record left by
+    a process that died is taken over with a one-line notice. Yields this holder's record.
 
     Usage (e.g. for another command writing a run folder)::
 
@@ -463,36 +371,19 @@ def run_lock(run_dir: str | os.PathLike, *, log=print):
     Raises:
         RunLocked: another invocation holds the lock; the message names its pid and start time.
     """
-    try:
-        import fcntl
-    except ImportError:  # no flock: run unlocked
-        yield {}
-        return
     say = log or (lambda *a, **k: None)
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{run_dir} is in use by another run ({_holder(_read_lock(path))}; lock "
-                            f"{path}): wait for it to end, or use another run_name "
-                            "(--set run_name=NAME)") from None
-        stale = _read_lock(path)
-        if stale:  # a holder writes its record and empties it on release: this one died
+
+    def busy(holder: dict) -> RunLocked:
+        return RunLocked(f"{run_dir} is in use by another run ({lock_holder(holder)}; lock {path}): "
+                         "wait for it to end, or use another run_name (--set run_name=NAME)")
+
+    with exclusive_lock(path, busy) as (info, stale):
+        if stale:
             say(f"note: taking over the lock of {run_dir} left by a run that ended without "
-                f"releasing it ({_holder(stale)})", flush=True)
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        try:
-            yield info
-        finally:
-            os.ftruncate(fd, 0)
-    finally:
-        os.close(fd)  # releases the flock
+                f"releasing it ({lock_holder(stale)})", flush=True)
+        yield info
 
 
 # ---------------------------------------------------------------------------------------------

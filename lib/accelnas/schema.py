@@ -10,13 +10,14 @@ validated mapping into typed, frozen sections (``p.proxy.epochs``) built from th
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import difflib
 import math
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
@@ -286,3 +287,29 @@ def thaw(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     return copy.deepcopy(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# differences between two params mappings (a run folder or search made with other params)
+
+_UNSET = object()
+
+
+def param_changes(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two params
+    mappings, in ``old``'s key order (a missing key is `_UNSET`; lists compare whole)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        keys = [*old, *(k for k in new if k not in old)]
+        return [change for k in keys
+                for change in param_changes(old.get(k, _UNSET), new.get(k, _UNSET), f"{prefix}{k}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
+def describe_changes(changes: Sequence[tuple[str, Any, Any]], limit: int = 5) -> str:
+    """``"seed: 0 -> 7; proxy.epochs: 1 -> 2 and 3 more"`` (the first ``limit`` changes)."""
+    def short(v: Any) -> str:
+        text = "(unset)" if v is _UNSET else v if isinstance(v, str) else json.dumps(v, default=str)
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = "; ".join(f"{k}: {short(a)} -> {short(b)}" for k, a, b in changes[:limit])
+    return shown + (f" and {len(changes) - limit} more" if len(changes) > limit else "")

@@ -32,7 +32,7 @@ from accelnas.space.arch import ArchSpec, BlockSpec
 from accelnas.space.blocks import emit_block
 from accelnas.space.graph import Net, Op, OpGraph, conv_op, fc_op, from_arch
 from accelnas.space.graph import tflite_ops
-from accelnas.latency.sim import Machine, live_bytes
+from accelnas.latency.sim import Machine, elementwise_reads, live_bytes
 
 #: Names of the APM's features / coefficients, in order (the last is a constant, seconds).
 COEF_NAMES = ("c_dense", "c_depthwise", "c_elementwise", "c_ops", "c_stream", "c_const_s")
@@ -93,10 +93,7 @@ class APM:
             elif op.kind == "dwconv":
                 dw += op.macs
             elif op.kind != "reshape":
-                reads = (op.out_bytes if op.kind == "concat" else
-                         op.out_bytes * op.kernel * op.kernel if op.kind in ("maxpool", "avgpool") else
-                         op.in_bytes * max(1, len(op.inputs)))
-                elem += max(1, len(tfl)) * reads
+                elem += max(1, len(tfl)) * elementwise_reads(op)
             if any(t not in m.supported_ops for t in tfl) or (op.kind == "fc" and op.out_shape[:2] != (1, 1)):
                 unsupported += 1
         terms = (dense / m.peak_macs_per_s, dw * m.lanes_in / m.peak_macs_per_s,

@@ -146,20 +146,26 @@ def fit_space(accs) -> FitSpace:
     return FitSpace(names, tuple(out[k] for k in names))
 
 
+@lru_cache(maxsize=None)
+def _accelerator(name: str):
+    """`load_accelerator`, once per name and process (a fit evaluates the rows many times)."""
+    return load_accelerator(name)
+
+
 def predict_rows(rows, constants_for=None) -> list[float]:
     """Simulated latency (ms) of each row on its ``hardware`` (accelerator[@host]); ``constants_for``
     maps an Accelerator to {field: value} overrides (a fit in progress)."""
     from accelnas.latency.sim import Machine, simulate
 
-    accs = {h: load_accelerator(h) for h in {r["hardware"] for r in rows}}
     machines = {}
     out = []
     for r in rows:
-        acc = accs[r["hardware"]]
-        if r["hardware"] not in machines:
+        h = r["hardware"]
+        if h not in machines:
+            acc = _accelerator(h)
             over = constants_for(acc) if constants_for else {}
-            machines[r["hardware"]] = Machine.from_accelerator(dataclasses.replace(acc, **over))
-        out.append(simulate(row_graph(r["builder"], r["resolution"]), machines[r["hardware"]]).latency_ms)
+            machines[h] = Machine.from_accelerator(dataclasses.replace(acc, **over))
+        out.append(simulate(row_graph(r["builder"], r["resolution"]), machines[h]).latency_ms)
     return out
 
 
@@ -184,8 +190,7 @@ def fit_constants(sets: dict[str, list[dict]] | None = None, *, max_rows: int = 
         if len(rows) > max_rows:
             rows = [rows[i] for i in sorted(rng.choice(len(rows), max_rows, replace=False))]
         fit_sets[name] = rows
-    accs = {h: load_accelerator(h) for rows in fit_sets.values() for h in {r["hardware"] for r in rows}}
-    space = fit_space(accs.values())
+    space = fit_space([_accelerator(h) for h in sorted({r["hardware"] for rows in fit_sets.values() for r in rows})])
     lo = np.array([b[0] for b in space.bounds])
     hi = np.array([b[1] for b in space.bounds])
     targets = {n: np.log([r["latency_ms"] for r in rows]) for n, rows in fit_sets.items()}
@@ -245,24 +250,20 @@ def cross_validate(sets: dict[str, list[dict]] | None = None, *, k: int = 5, see
         train = {n: [r for i, r in enumerate(rows) if f >= len(folds[n]) or i not in folds[n][f]]
                  for n, rows in sets.items()}
         fit = fit_constants(train, max_rows=max_rows, seed=seed)
+        constants = lambda acc: fit["space"].constants(fit["x"], acc)  # noqa: E731
         apms: dict = {}
         for n, rows in sets.items():
             if f >= len(folds[n]):
                 continue
             held = sorted(folds[n][f])
-            for i in held:
-                r = rows[i]
-                base = load_accelerator(r["hardware"])
-                acc = dataclasses.replace(base, **fit["space"].constants(fit["x"], base))
-                g = row_graph(r["builder"], r["resolution"])
-                from accelnas.latency.sim import simulate
-
-                out[n]["sim"][i] = simulate(g, Machine.from_accelerator(acc)).latency_ms
-                if apm:
-                    if r["hardware"] not in apms:
-                        apms[r["hardware"]] = APM(Machine.from_accelerator(acc),
-                                                  tuple(fit_apm_coefficients(acc)["coef"].values()))
-                    out[n]["apm"][i] = apms[r["hardware"]].latency_ms(g)
+            for i, ms in zip(held, predict_rows([rows[i] for i in held], constants)):
+                out[n]["sim"][i] = ms
+            for i in held if apm else ():
+                h = rows[i]["hardware"]
+                if h not in apms:
+                    acc = dataclasses.replace(_accelerator(h), **constants(_accelerator(h)))
+                    apms[h] = APM(Machine.from_accelerator(acc), tuple(fit_apm_coefficients(acc)["coef"].values()))
+                out[n]["apm"][i] = apms[h].latency_ms(row_graph(rows[i]["builder"], rows[i]["resolution"]))
     return out
 
 

@@ -144,14 +144,18 @@ def compute_cycles(op: Op, m: Machine) -> tuple[float, str]:
     # the MAC array's depthwise path (one value per output lane and cycle, at the elementwise efficiency),
     # once per TFLite op (a standalone BatchNorm is a MUL and an ADD); a concatenation reads every
     # input once (together its output's size), a pooling window every tap
-    if op.kind == "concat":
-        reads = op.out_bytes
-    elif op.kind in ("maxpool", "avgpool"):
-        reads = op.out_bytes * k2
-    else:
-        reads = op.in_bytes * max(1, len(op.inputs))
     rate = m.tiles * m.act_bytes_per_cycle_per_tile * m.elementwise_efficiency
-    return tflite_op_count(op) * reads / rate, "memory"
+    return tflite_op_count(op) * elementwise_reads(op) / rate, "memory"
+
+
+def elementwise_reads(op: Op) -> int:
+    """int8 values an elementwise / pooling / concatenation op reads once: a concatenation its
+    output's size, a pooling window every tap, others each input."""
+    if op.kind == "concat":
+        return op.out_bytes
+    if op.kind in ("maxpool", "avgpool"):
+        return op.out_bytes * op.kernel * op.kernel
+    return op.in_bytes * max(1, len(op.inputs))
 
 
 def tflite_op_count(op: Op) -> int:

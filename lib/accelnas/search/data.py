@@ -374,11 +374,6 @@ def find_cifar10_npz() -> tuple[Path | None, list[str]]:
                   f"{npz} (the shared folder beside the checkout): not found"]
 
 
-def keras_cache_dirs() -> list[Path]:
-    """Where Keras keeps a downloaded CIFAR-10 (looked at after the .npz)."""
-    return _keras_cache_dirs()
-
-
 def _load_cifar10(*, seed, val_fraction, subset, val_images=0) -> Dataset:
     kw = dict(seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
               mean=CIFAR10_MEAN, std=CIFAR10_STD)
@@ -403,11 +398,17 @@ def _load_cifar10(*, seed, val_fraction, subset, val_images=0) -> Dataset:
             return _assemble(*arrays, CIFAR10_CLASSES, f"keras download {CIFAR10_URL}", **kw)
         except Exception as e:
             tried.append(f"keras download {CIFAR10_URL}: {type(e).__name__}: {_first_line(e)}")
-    raise FileNotFoundError(
+    raise cifar10_not_found(tried)
+
+
+def cifar10_not_found(tried: list[str]) -> FileNotFoundError:
+    """The error when CIFAR-10 is nowhere: every place ``tried`` and what to set."""
+    return FileNotFoundError(
         "dataset 'cifar10' not found. Tried:\n  - " + "\n  - ".join(tried) +
         f"\nSet {DATA_DIR_ENV} to a folder holding {_NPZ_NAME} (e.g. "
         f"{DATA_DIR_ENV}=../shared/data; format: x_train/y_train/x_test/y_test/classes arrays), "
-        "or use dataset: synthetic for an offline smoke run.")
+        "fetch it once into Keras's cache (python -c 'import keras; keras.datasets.cifar10.load_data()'), "
+        "or use dataset: synthetic (--set dataset=synthetic) for an offline smoke run.")
 
 
 def _first_line(e: BaseException) -> str:
@@ -531,17 +532,23 @@ def _read_image_folder(path: Path, image_size: tuple[int, int], class_names=None
     return x, y, tuple(subdirs)
 
 
+def check_folder(path: Path, where: str = "") -> None:
+    """Raise FileNotFoundError unless ``path`` has the layout of a ``folder:`` dataset (``where``:
+    added to the message, e.g. what a relative path is relative to)."""
+    layout = (f"expected {path}/train/<class>/<images> and {path}/test/<class>/<images> "
+              f"(or val/ instead of, or besides, test/){where}")
+    problem = ("does not exist" if not path.is_dir() else
+               "has no train/ folder" if not (path / "train").is_dir() else
+               "has neither test/ nor val/" if not ((path / "test").is_dir() or (path / "val").is_dir())
+               else "")
+    if problem:
+        raise FileNotFoundError(f"dataset folder {path} {problem} ({layout})")
+
+
 def _load_folder(root: str, *, seed, val_fraction, subset, val_images=0, image_size) -> Dataset:
     path = Path(root).expanduser()
-    layout = (f"expected {path}/train/<class>/<images> and {path}/test/<class>/<images> "
-              f"(or val/ instead of, or besides, test/)")
-    if not path.is_dir():
-        raise FileNotFoundError(f"dataset folder {path} does not exist ({layout})")
+    check_folder(path)
     train_dir, val_dir, test_dir = path / "train", path / "val", path / "test"
-    if not train_dir.is_dir():
-        raise FileNotFoundError(f"dataset folder {path} has no train/ folder ({layout})")
-    if not (val_dir.is_dir() or test_dir.is_dir()):
-        raise FileNotFoundError(f"dataset folder {path} has neither test/ nor val/ ({layout})")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     x_pool, y_pool, classes = _read_image_folder(train_dir, size)
     x_val = y_val = None
@@ -554,6 +561,43 @@ def _load_folder(root: str, *, seed, val_fraction, subset, val_images=0, image_s
     return _assemble(x_pool, y_pool, x_test, y_test, classes, str(path.resolve()),
                      seed=seed, val_fraction=val_fraction, subset=subset, val_images=val_images,
                      x_val=x_val, y_val=y_val)
+
+
+def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
+    """Where the ``dataset`` spec is, as `load_arrays` resolves it, without loading it or importing
+    TensorFlow (a run checks it before its first notebook).
+
+    * ``cifar10``: the .npz (`find_cifar10_npz`), else Keras's cache folder (no download is tried);
+    * ``folder:PATH``: its layout (`check_folder`); a relative ``PATH`` is relative to ``cwd``;
+    * ``tfds:NAME``: the tensorflow_datasets package is installed (the data is checked on load);
+    * ``synthetic``: always there.
+
+    Raises:
+        FileNotFoundError: not found; the message lists every place tried and what to set.
+    """
+    if spec == "cifar10":
+        npz, tried = find_cifar10_npz()
+        if npz is not None:
+            return str(npz)
+        cache_dirs = _keras_cache_dirs()
+        for d in cache_dirs:
+            if d.exists():
+                return f"keras cache {d}"
+        raise cifar10_not_found(tried + [f"keras cache {' | '.join(map(str, cache_dirs))}: not found"])
+    if spec.startswith("folder:"):
+        path = Path(cwd or ".") / Path(spec[len("folder:"):]).expanduser()
+        check_folder(path, f"; a relative PATH is relative to {Path(cwd or '.').resolve()}, where the "
+                           "notebooks run")
+        return str(path.resolve())
+    if spec.startswith("tfds:"):
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow_datasets") is None:
+            raise FileNotFoundError(
+                f"dataset {spec!r} needs the tensorflow_datasets package, which is not installed "
+                "(pip install tensorflow-datasets), and the data prepared on disk; offline "
+                f"alternatives: dataset cifar10 with {DATA_DIR_ENV}, folder:PATH or synthetic")
+    return spec
 
 
 # ----------------------------------------------------------------------------------------- tfds

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 import traceback
@@ -47,12 +46,13 @@ import pandas as pd
 
 from accelnas.space.arch import ArchSpec
 from accelnas.latency.accelerator import Accelerator, load_accelerators
-from accelnas.io import write_json, write_parquet
+from accelnas.io import exclusive_lock, lock_holder, write_json, write_parquet
 from accelnas.search.oracles import ArchOracle, make_oracle
 from accelnas.search.screen import Screen
 from accelnas.search.reward import multi_reward, used_accelerators
 from accelnas.search.trials import (CONFIG_FILE, DAMAGED_DIR, ORACLE_FILE, RESULT_FILE, SEARCH_DIR,
                                     load_json, read_result, trial_problem, trials_frame)
+from accelnas.schema import describe_changes, param_changes
 from accelnas.space.search_space import SearchSpace
 
 # params sections that define a search; a project on disk searched with others is not resumed
@@ -252,18 +252,10 @@ def _check_config(project: Path, cfg: dict) -> None:
                                 f"search with the current params")
     if old == cfg:
         return
-    diff = sorted(_diff_keys(old, cfg))
-    raise ValueError(f"{project} holds a search made with other params ({', '.join(diff[:8])} "
-                     f"differ); its finished trials are kept: use another run_name, or pass "
-                     f"overwrite=True (accelnas search --overwrite) to start it again")
-
-
-def _diff_keys(a, b, prefix=""):
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in set(a) | set(b):
-            yield from _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-    elif a != b:
-        yield prefix.rstrip(".")
+    raise ValueError(f"{project} holds a search made with other params "
+                     f"({describe_changes(param_changes(old, cfg))}); its finished trials are kept: use "
+                     f"another run_name, or pass overwrite=True (accelnas search --overwrite) to start "
+                     f"it again")
 
 
 def _check_project(project: Path, tuner_id: str, log: Callable[[str], None]) -> None:
@@ -308,39 +300,19 @@ def _role() -> str:
 
 @contextmanager
 def search_lock(search_dir: str | os.PathLike) -> Iterator[Path]:
-    """Hold ``search_dir/search.lock`` for the ``with`` block, or raise `SearchFolderError` naming
-    the search that holds it (pid, host, start time). The lock is an exclusive ``fcntl.flock``,
-    which the system releases when its process ends, so a killed search leaves no stale lock; the
-    file's text only says who holds it. On a file system that refuses locks the search runs
-    unlocked."""
-    import fcntl
-
+    """Hold ``search_dir/search.lock`` for the ``with`` block (`accelnas.io.exclusive_lock`: a killed
+    search leaves no lock behind), or raise `SearchFolderError` naming the search that holds it
+    (pid, host, start time)."""
     path = Path(search_dir) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder, _ = load_json(path)
-            who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
-                   if isinstance(holder, dict) else "holder unknown")
-            raise SearchFolderError(
-                f"another search is running on {path.parent} ({who}; {path}): wait for it to end "
-                f"or stop it; to share one search between processes use keras-tuner's distributed "
-                f"mode (KERASTUNER_TUNER_ID=chief / tuner0, ..., see accelnas search --help)") from None
-        except OSError:
-            yield path  # no locks on this file system
-            return
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
-        try:
-            yield path
-        finally:
-            os.ftruncate(fd, 0)  # still held: the next search finds it empty
-    finally:
-        os.close(fd)  # releases the lock
+
+    def busy(holder: dict) -> SearchFolderError:
+        return SearchFolderError(
+            f"another search is running on {path.parent} ({lock_holder(holder)}; {path}): wait for it "
+            "to end or stop it; to share one search between processes use keras-tuner's distributed "
+            "mode (KERASTUNER_TUNER_ID=chief / tuner0, ..., see accelnas search --help)")
+
+    with exclusive_lock(path, busy):
+        yield path
 
 
 def _beside_bar(log: Callable[[str], None] | None, bar) -> Callable[[str], None] | None:
