@@ -356,6 +356,14 @@ def test_finalists_ranked_by_stage2_and_searched_model_is_the_stage2_winner(smok
     assert list(fin.name) == ["finalist_1", "finalist_2"] and list(fin.arch) == [a, b]  # distinct, own target
     renamed = frame.assign(arch=[a, decode(a).replace(name="trial_1").encode(), b, c, c])
     assert list(finalists(renamed, 3, "coral").trial_id) == ["0", "2"]  # another name is the same model
+    # widths that differ at full size but round to the same channels at stage 2's width: one network
+    base = decode(b)
+    wider = base.replace(blocks=(base.blocks[0].replace(out_channels=base.blocks[0].out_channels + 1),)
+                         + base.blocks[1:]).encode()
+    near = frame.assign(arch=[a, wider, b, c, c], reward=[0.41, 0.40, 0.39, None, 0.95])
+    budget = {"resolution": 32, "width_mult": 0.5}
+    assert list(finalists(near, 3, "coral").trial_id) == ["0", "1", "2"]
+    assert list(finalists(near, 3, "coral", budget).trial_id) == ["0", "1"]
     summary = pd.DataFrame({"name": ["finalist_1", "finalist_2"], "kind": "finalist",
                             "accuracy_mean": [0.50, 0.60], "accuracy_std": [0.01, 0.01], "accuracy_count": [2, 2]})
     rank = stage2_ranking(fin, summary, smoke, "coral")

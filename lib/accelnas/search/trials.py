@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from accelnas.search.proxy import proxy_arch
 from accelnas.search.reward import mnas_reward
 from accelnas.space import blocks
 from accelnas.space.arch import ArchSpec, decode_arch
@@ -215,14 +216,27 @@ def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
     return shares.join(means).round(2)
 
 
-def finalists(frame: pd.DataFrame, n: int, target: str | None = None) -> pd.DataFrame:
+def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
+              budget: Mapping | None = None) -> pd.DataFrame:
     """The ``n`` best distinct architectures by the search reward among the completed trials of
     the search that targeted ``target`` (`for_target`; all trials when None), best first, named
-    ``finalist_1`` ... (stage 2 trains them again)."""
+    ``finalist_1`` ... (stage 2 trains them again).
+
+    Distinct means another network: the name is not the model, and with ``budget`` (the stage-2
+    proxy section, `accelnas.search.trainings.stage2_budget`) two architectures whose stage-2
+    proxies are the same network (e.g. widths that round alike at half width) count once, the
+    better by reward kept: stage 2 would train the same network twice."""
     pool = for_target(frame, target) if target else frame
     done = pool[pool.status == "completed"].sort_values("reward", ascending=False)
-    same = done.arch.map(lambda a: decode_arch(a).replace(name="model").encode())  # the name is not the model
-    top = done[~same.duplicated()].head(int(n)).reset_index(drop=True)
+
+    def identity(text: str) -> str:
+        arch = decode_arch(text).replace(name="model")
+        if budget:
+            arch = proxy_arch(arch, resolution=int(budget["resolution"]),
+                              width_mult=float(budget["width_mult"]), num_classes=arch.num_classes)
+        return arch.encode()
+
+    top = done[~done.arch.map(identity).duplicated()].head(int(n)).reset_index(drop=True)
     return top.assign(name=[f"finalist_{i}" for i in range(1, len(top) + 1)])
 
 
