@@ -2,7 +2,7 @@
 
     python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12]
         [--stage2-subset N] [--stage2-epochs N] [--seeds 0,1] [--no-standalone]
-        [--set supernet.epochs=30] [--json]
+        [--cache DIR] [--supernet-file F] [--set supernet.rule=distill] [--json]
 
 Correlation candidates: ``--candidates`` architectures of the params' search space (target
 accelerator's exclusions) that pass the search's screen, spread over the latency range (sorted by
@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
-from accelnas.search.data import load_arrays, load_proxy  # noqa: E402
+from accelnas.search.data import load_proxy  # noqa: E402
 from accelnas.search.proxy_fidelity import correlation_candidates, fidelity_summary  # noqa: E402
 from accelnas.search.supernet import Supernet, supernet_evaluator, trained_supernet  # noqa: E402
 from accelnas.search.tuner import setup  # noqa: E402
@@ -56,6 +56,9 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", default="0,1", help="stage-2 seeds")
     ap.add_argument("--no-standalone", action="store_true", help="skip the stand-alone proxy scores")
     ap.add_argument("--supernet-file", default=None, help="reuse/save the trained supernet here")
+    ap.add_argument("--cache", default=str(Path(os.environ.get("TMPDIR", "/tmp")) / "proxy_bench"),
+                    help="training cache folder (trained.parquet) reused by reruns; a run folder "
+                         "(outputs/<run>) works too")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a params key (dotted, YAML value), e.g. --set supernet.epochs=30")
     ap.add_argument("--json", action="store_true")
@@ -64,7 +67,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     from search_bench import NaswotObjective
-    from accelnas.search.train import train_proxy
+    from accelnas.search.trainings import stage2_budget, train_models
 
     args = parse_args(argv)
     params = P.load(args.params)
@@ -104,28 +107,32 @@ def main(argv=None) -> dict:
         r["naswot"] = nw.score(a)
     cost["naswot_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
 
-    def train(a, data, epochs, seed, width=pr["width_mult"]):
-        return train_proxy(a, data, epochs=epochs, batch_size=pr["batch_size"], resolution=pr["resolution"],
-                           width_mult=width, seed=seed).accuracy
+    # Stand-alone and stage-2 trainings go through the workbook's training cache (keyed by
+    # architecture, budget, data and seed), kept in --cache: a rerun that changes only the supernet
+    # reuses them, and so does a run folder's own cache (its trained.parquet).
+    cache = Path(args.cache)
+    models = [(a.name, "correlation", a) for a in cands]
+    res = params["search_space"]["resolution"]
+
+    def accuracies(budget, data, run_seeds):
+        t = time.perf_counter()
+        done = train_models(models, data, budget, run_seeds, run_dir=cache, dataset=params["dataset"],
+                            test=False, base_resolution=res, log=say)
+        ok = done[done.status == "completed"]
+        return ok.groupby("name").accuracy.apply(list), (time.perf_counter() - t) / len(cands)
 
     if not args.no_standalone:
-        t = time.perf_counter()
-        for r, a in zip(rows, cands):
-            r["standalone"] = train(a, data1, pr["epochs"], 0)
-            say(f"standalone {r['name']}: {r['standalone']:.3f}")
-        cost["standalone_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+        accs, cost["standalone_s_per_candidate"] = accuracies(pr, data1, [0])
+        for r in rows:
+            r["standalone"] = accs[r["name"]][0] if r["name"] in accs else float("nan")
 
-    args.stage2_subset = args.stage2_subset or params["stage2"]["subset"]
-    args.stage2_epochs = args.stage2_epochs or params["stage2"]["epochs"]
-    data2 = load_arrays(params["dataset"], seed=params["seed"], subset=args.stage2_subset,
-                        val_images=pr["val_images"], image_size=pr["resolution"])
-    t = time.perf_counter()
-    for r, a in zip(rows, cands):
-        accs = [train(a, data2, args.stage2_epochs, s, params["stage2"]["width_mult"]) for s in seeds]
-        r["stage2_seeds"] = accs
-        r["stage2"] = float(np.mean(accs))
-        say(f"stage 2 {r['name']}: {accs}")
-    cost["stage2_s_per_candidate"] = (time.perf_counter() - t) / len(cands)
+    budget2 = {**stage2_budget(params), **({"subset": args.stage2_subset} if args.stage2_subset else {}),
+               **({"epochs": args.stage2_epochs} if args.stage2_epochs else {})}
+    data2 = lambda: load_proxy(params, seed=params["seed"], subset=budget2["subset"])  # noqa: E731
+    accs, cost["stage2_s_per_candidate"] = accuracies(budget2, data2, seeds)
+    for r in rows:
+        r["stage2_seeds"] = accs.get(r["name"], [])
+        r["stage2"] = float(np.mean(r["stage2_seeds"])) if r["stage2_seeds"] else float("nan")
 
     evaluators = [e for e in ("supernet", "standalone", "naswot") if e in rows[0]]
     import pandas as pd
@@ -136,7 +143,7 @@ def main(argv=None) -> dict:
                for k, v in fid["kendall"].items()}
     spread = fid.get("seed_spread")
     out = {"params": args.params, "stage1": {"proxy": pr, "supernet": params["supernet"]},
-           "stage2": {"subset": args.stage2_subset, "epochs": args.stage2_epochs, "seeds": seeds},
+           "stage2": {"subset": budget2["subset"], "epochs": budget2["epochs"], "seeds": seeds},
            "kendall_vs_stage2": summary, "stage2_seed_spread": spread, "cost_s": cost,
            "rows": rows, "cpu_count": os.cpu_count()}
     if args.json:

@@ -132,3 +132,38 @@ def test_subnet_training_loss_and_gradients_equal_the_standalone_network(trained
         stem = [k for k in kg if k.endswith("kernel") and kg[k].shape == grads["stem_conv"].shape]
         np.testing.assert_allclose(grads["logits/kernel"], kg[logits[-1]].numpy(), rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(grads["stem_conv"], kg[stem[0]].numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_distillation_teaches_every_stage_the_teachers_features(data):
+    """Rule distill: the teacher path reproduces the frozen teacher exactly (stage losses 0: inputs,
+    widths and stage outputs line up), the students' stage losses fall, stem and head stay the
+    teacher's, and the distilled subnets still equal their stand-alone networks' outputs."""
+    import tensorflow as tf
+
+    net = Supernet(small_space(), **PROXY, seed=2)
+    teacher = net.space.sample(np.random.default_rng(9), name="teacher")
+    others = [net.space.sample(np.random.default_rng(20 + i)) for i in range(4)]
+    x, y = data.split("train")
+    xb = next(iter(make_pipeline(x, y, batch_size=64, resolution=16, training=False, seed=0,
+                                 augment=False, cache=False, mean=data.mean, std=data.std)))[0]
+
+    def losses(arch):
+        enc = net.encode(arch)
+        return net._fn("distill")(xb, enc["stages"], enc["act"], tf.constant(False)).numpy()
+
+    net.train(data, epochs=2, batch_size=64, seed=0, paths=lambda rng: [teacher])
+    net._teacher = {k: tf.Variable(w.numpy(), trainable=False) for k, w in net.vars.items()}
+    enc_t = net.encode(teacher)
+    net._teacher_enc = {"stages": tf.constant(enc_t["stages"]), "act": tf.constant(enc_t["act"])}
+    np.testing.assert_allclose(losses(teacher), 0.0, atol=1e-6)
+    before = np.mean([losses(a).sum() for a in others])
+
+    net = Supernet(small_space(), **PROXY, seed=2)
+    rec = net.distill(data, teacher, teacher_epochs=2, epochs=6, batch_size=64, seed=0)
+    assert rec["rule"] == "distill" and rec["steps"] == 24 and len(rec["stage_losses"]) == 3
+    after = np.mean([losses(a).sum() for a in others])
+    assert after < 0.95 * before, (before, after)
+    for k in ("stem_conv", "stem_conv_bn/gamma", "head_conv", "logits/kernel", "logits/bias"):
+        np.testing.assert_array_equal(net.vars[k].numpy(), net._teacher[k].numpy(), err_msg=k)
+    assert any(not np.array_equal(net.vars[k].numpy(), net._teacher[k].numpy()) for k in net.vars
+               if k.startswith(("ibn/", "fused/", "conv/")))

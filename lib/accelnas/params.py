@@ -124,9 +124,16 @@ SCHEMA: dict = {
     "supernet": {
         "epochs": Key(int, 10, "epochs of weight-sharing training over proxy.subset images (one "
                                "sampled path per batch; the sandwich rule trains four)", **_POS_INT),
-        "rule": Key(str, "uniform", "path sampling: uniform (one random path per batch) or sandwich "
-                                    "(largest, smallest and two random paths per batch)",
-                    choices=("uniform", "sandwich")),
+        "rule": Key(str, "uniform", "how the shared weights learn: uniform (one random path per "
+                                    "batch, end to end), sandwich (largest, smallest and two random "
+                                    "paths per batch) or distill (every stage of a random path learns "
+                                    "the teacher path's output of that stage: blockwise distillation)",
+                    choices=("uniform", "sandwich", "distill")),
+        "teacher": Key(str, "efficientnet_edgetpu_s", "rule distill: the zoo model whose nearest "
+                       "member of the search space is the teacher path", choices=tuple(_zoo_names())),
+        "teacher_epochs": Key(int, 6, "rule distill: epochs the teacher path trains alone (over "
+                              "proxy.subset) before the stages learn from it; then supernet.epochs "
+                              "of distillation", **_POS_INT),
         "calib_images": Key(int, 256, "training images that recalibrate BatchNorm per candidate",
                             **_POS_INT),
         "eval_images": Key(int, 0, "validation images that score a candidate (0: the whole "

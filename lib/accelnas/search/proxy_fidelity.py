@@ -25,29 +25,6 @@ from accelnas.space.arch import ArchSpec
 MIN_CANDIDATES = 6  # below this, a bootstrap interval of Kendall's tau says nothing
 
 
-def nearest_values(arch: ArchSpec, space) -> tuple[dict, list[str]] | None:
-    """The search-space values nearest to ``arch`` (numbers snapped to the nearest choice) and what
-    was snapped; None when its stage count, a block type or an activation is not in the space."""
-    values, snapped = {}, []
-    choices = space.choices()
-    if len(arch.blocks) != len(space.stages):
-        return None
-    for i, b in enumerate(arch.blocks, start=1):
-        for key, v in (("block", b.type), ("kernel", b.kernel), ("expand_ratio", b.expand_ratio),
-                       ("channels", b.out_channels), ("repeats", b.repeats), ("se_ratio", b.se_ratio),
-                       ("activation", b.activation or arch.activation)):
-            opts = choices[f"s{i}_{key}"]
-            if v in opts:
-                values[f"s{i}_{key}"] = v
-            elif isinstance(v, str):
-                return None
-            else:
-                near = min(opts, key=lambda o: abs(o - v))
-                values[f"s{i}_{key}"] = near
-                snapped.append(f"s{i}_{key} {v:g} -> {near:g}")
-    return values, snapped
-
-
 def correlation_candidates(space, screen, target: str, n: int, seed: int = 0,
                            skeleton: str | None = "efficientnet_edgetpu_s") -> list[ArchSpec]:
     """``n`` architectures of ``space`` that pass ``screen``, spread over the latency range on
@@ -69,7 +46,7 @@ def correlation_candidates(space, screen, target: str, n: int, seed: int = 0,
     order = np.argsort(lat, kind="stable")
     picks = [pool[order[int(round(q * (len(pool) - 1)))]] for q in np.linspace(0, 1, n)]
     out = [a.replace(name=f"cand{i}") for i, a in enumerate(picks)]
-    found = nearest_values(zoo.get(skeleton), space) if skeleton else None
+    found = space.nearest(zoo.get(skeleton)) if skeleton else None
     if found is not None:
         out.append(space.from_values(found[0], name=f"{skeleton}_nearest"))
     return out
@@ -180,5 +157,5 @@ def trust_line(summary: Mapping, score: str, target_tau: float = 0.6) -> str:
     return line
 
 
-__all__ = ["nearest_values", "correlation_candidates", "kendall_ci", "fidelity_summary", "measure",
+__all__ = ["correlation_candidates", "kendall_ci", "fidelity_summary", "measure",
            "trust_line"]

@@ -44,7 +44,8 @@ from accelnas.space.search_space import SearchSpace
 TYPES = ("conv", "ibn", "fused")
 ACTS = ("relu", "relu6", "hswish", "swish")
 EPS = 1e-3  # BatchNorm epsilon of accelnas.space.builder
-RULES = ("uniform", "sandwich")
+PATH_RULES = ("uniform", "sandwich")
+RULES = (*PATH_RULES, "distill")
 
 
 @dataclass(frozen=True)
@@ -201,12 +202,19 @@ class Supernet:
 
     # ---- the forward pass ------------------------------------------------------------------
 
-    def _forward(self, x, enc, mode: str, weight=None):
+    def _forward(self, x, enc, mode: str, weight=None, *, first: int = 1, last: int | None = None,
+                 features: bool = False, weights: Mapping | None = None):
         """Logits of the path ``enc``. mode: "train" (batch statistics), "calib" (batch statistics,
-        folded into the stored ones with ``weight``), "eval" (stored statistics)."""
+        folded into the stored ones with ``weight``), "eval" (stored statistics).
+
+        ``first``/``last`` (1-based, inclusive) run only those stages: with ``first > 1``, ``x`` is
+        the output of stage ``first - 1`` (at that stage's largest width) and the stem is skipped.
+        ``features``: return the output of every stage run (a list), not the logits (no head).
+        ``weights``: another set of the same variables (e.g. a frozen teacher's copy)."""
         import tensorflow as tf
 
-        v, s = self.vars, self.stats
+        v, s = (self.vars if weights is None else weights), self.stats
+        last = len(self.dims) if last is None else int(last)
 
         def norm(y, name, c_mask=None):
             if mode == "eval":
@@ -245,8 +253,11 @@ class Supernet:
                 return y[..., :c]
             return tf.pad(y, [[0, 0], [0, 0], [0, 0], [0, c - have]])
 
-        y = act(norm(conv(x, "stem_conv", self.stem_stride), "stem_conv_bn"), enc["act"])
+        y = act(norm(conv(x, "stem_conv", self.stem_stride), "stem_conv_bn"), enc["act"]) if first == 1 else x
+        outs = []
         for i, d in enumerate(self.dims, start=1):
+            if i < first or i > last:
+                continue
             st = enc["stages"][i - 1]
             t_idx, k, a_idx, c, reps, mid0, mid1, res0, res1 = (st[n] for n in range(9))
             out_mask = cmask(c, d.cout)
@@ -287,6 +298,9 @@ class Supernet:
                     y = block()
                 else:
                     y = tf.cond(j <= reps, block, lambda inp=inp: inp)
+            outs.append(y)
+        if features:
+            return outs
         if self.head_channels:
             y = act(norm(conv(y, "head_conv", 1), "head_conv_bn"), enc["act"])
         y = tf.reduce_mean(y, axis=[1, 2])
@@ -325,6 +339,20 @@ class Supernet:
                     w.assign_sub(tf.where(used, lr * (m / c1) / (tf.sqrt(v / c2) + 1e-7), 0.0))
                     g.assign(tf.zeros_like(g))
                 return step
+        elif name == "distill":
+            stage_set = {id(w) for k, w in self.vars.items() if k.startswith(tuple(f"{t}/" for t in TYPES))}
+
+            @tf.function(reduce_retracing=True)
+            def fn(x, stages, act, train):
+                # Only the stages learn (the teacher's stem and head stay as they are).
+                with tf.GradientTape() as tape:
+                    losses = self._stage_losses(x, {"stages": stages, "act": act})
+                    loss = tf.reduce_sum(losses)
+                if train:
+                    for acc, w, g in zip(self._acc, self.trainable, tape.gradient(loss, self.trainable)):
+                        if g is not None and id(w) in stage_set:
+                            acc.assign_add(g)
+                return losses
         elif name == "calib":
             @tf.function(reduce_retracing=True)
             def fn(x, stages, act, weight):
@@ -339,6 +367,80 @@ class Supernet:
 
     # ---- public API ------------------------------------------------------------------------
 
+    def _stage_losses(self, x, enc):
+        """Per stage, how far the path's stage is from the teacher's: the mean squared difference
+        between its output and the teacher's output of that stage, given the teacher's input to it
+        (cut to the path's input width), over the mean square of the teacher's output."""
+        import tensorflow as tf
+
+        feats = self._forward(x, self._teacher_enc, "train", features=True, weights=self._teacher)
+        losses = []
+        for i, d in enumerate(self.dims, start=1):
+            if i == 1:
+                inp, first = x, 1
+            else:
+                c_prev = enc["stages"][i - 2][3]
+                inp, first = feats[i - 2] * tf.cast(tf.sequence_mask(c_prev, d.cin), tf.float32), i
+            out = self._forward(inp, enc, "train", first=first, last=i, features=True)[-1]
+            target = tf.stop_gradient(feats[i - 1])
+            losses.append(tf.reduce_mean(tf.square(out - target)) / (tf.reduce_mean(tf.square(target)) + 1e-6))
+        return tf.stack(losses)
+
+    def distill(self, data, teacher: ArchSpec, *, teacher_epochs: int, epochs: int, batch_size: int = 128,
+                learning_rate: float = 2e-3, seed: int = 0, log=None) -> dict:
+        """Blockwise distillation (DNA, Li et al. 2020): train the ``teacher`` path alone for
+        ``teacher_epochs`` (stem, head and its stages), freeze a copy of it, then train every
+        stage of one random path per batch to reproduce the frozen teacher's output of that stage
+        from the teacher's input to it, all stages at once. Stem and head stay the teacher's.
+
+        Each stage thus learns the teacher's features whatever block type, kernel, width or depth
+        it takes, so stages chain into working subnets; training all paths end to end instead
+        (rule uniform/sandwich) mixes unrelated block types and stays near chance on a proxy
+        budget. Returns timing and loss figures (``stage_losses``: per stage, last epoch)."""
+        import tensorflow as tf
+
+        from accelnas.search.data import make_pipeline
+
+        t0 = time.perf_counter()
+        rec_t = self.train(data, epochs=teacher_epochs, batch_size=batch_size, learning_rate=learning_rate,
+                           seed=seed, log=log, paths=lambda rng: [teacher])
+        self._teacher = {k: tf.Variable(w.numpy(), trainable=False) for k, w in self.vars.items()}
+        enc_t = self.encode(teacher)
+        self._teacher_enc = {"stages": tf.constant(enc_t["stages"]), "act": tf.constant(enc_t["act"])}
+        self._fns.pop("distill", None)
+        step_fn, apply = self._fn("distill"), self._fn("apply")
+        for m in (*self._m, *self._v):  # a fresh optimizer for the students
+            m.assign(tf.zeros_like(m))
+        rng = np.random.default_rng([seed, 13])
+        x, y = data.split("train")
+        batch_size = min(int(batch_size), len(x))
+        steps_per_epoch = max(1, len(x) // batch_size)
+        total, step, per_epoch = steps_per_epoch * int(epochs), 0, []
+        t1 = time.perf_counter()
+        for epoch in range(int(epochs)):
+            ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
+                               training=True, seed=seed + 100 + epoch, augment=True, cache=False,
+                               mean=data.mean, std=data.std, drop_remainder=True)
+            losses = []
+            for xb, _ in ds:
+                step += 1
+                lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
+                enc = self.encode(self.space.sample(rng))
+                losses.append(step_fn(xb, enc["stages"], enc["act"], tf.constant(True)).numpy())
+                apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
+            per_epoch = np.mean(losses, axis=0)
+            if log:
+                log(f"supernet distillation epoch {epoch + 1}/{epochs}: stage losses "
+                    + " ".join(f"{v:.2f}" for v in per_epoch))
+        wall = time.perf_counter() - t0
+        rec = {"rule": "distill", "teacher": teacher.encode(), "teacher_epochs": int(teacher_epochs),
+               "teacher_final_loss": rec_t["final_loss"], "epochs": int(epochs), "steps": step,
+               "wall_s": wall, "images_per_s": step * batch_size / (time.perf_counter() - t1),
+               "stage_losses": [float(v) for v in per_epoch],
+               "final_loss": float(np.sum(per_epoch)) if len(per_epoch) else float("nan")}
+        self.history.append(rec)
+        return rec
+
     def paths_for_step(self, rng: np.random.Generator, rule: str) -> list[ArchSpec]:
         """The paths one training step runs: one random path (uniform), or the largest, the
         smallest (block types and activations drawn at random) and two random ones (sandwich)."""
@@ -348,18 +450,20 @@ class Supernet:
             rand = self.space.sample_values
             return [_extreme(self.space, max, rand(rng)), _extreme(self.space, min, rand(rng)),
                     self.space.sample(rng), self.space.sample(rng)]
-        raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
+        raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(PATH_RULES)}")
 
     def train(self, data, *, epochs: int, batch_size: int = 128, learning_rate: float = 2e-3,
-              rule: str = "uniform", seed: int = 0, log=None) -> dict:
+              rule: str = "uniform", seed: int = 0, log=None, paths=None) -> dict:
         """Train the shared weights on ``data``'s training split, one sampled path (or the sandwich
-        rule's four) per batch, Adam with a cosine decay. Returns timing and loss figures."""
+        rule's four) per batch, Adam with a cosine decay. ``paths``: ``rng -> [ArchSpec, ...]``
+        instead of the rule (e.g. one fixed path). Returns timing and loss figures."""
         import tensorflow as tf
 
         from accelnas.search.data import make_pipeline
 
-        if rule not in RULES:
-            raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(RULES)}")
+        if rule not in PATH_RULES:
+            raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(PATH_RULES)}")
+        paths = paths or (lambda rng: self.paths_for_step(rng, rule))
         rng = np.random.default_rng([seed, 7])
         x, y = data.split("train")
         batch_size = min(int(batch_size), len(x))
@@ -378,14 +482,13 @@ class Supernet:
             for xb, yb in ds:
                 step += 1
                 lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
-                paths = self.paths_for_step(rng, rule)
-                loss_sum = 0.0
-                for arch in paths:
+                loss_sum, step_paths = 0.0, paths(rng)
+                for arch in step_paths:
                     enc = self.encode(arch)
                     loss_sum += float(accumulate(xb, yb, enc["stages"], enc["act"]))
                 apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
-                images += int(xb.shape[0]) * len(paths)
-                losses.append(loss_sum / len(paths))
+                images += int(xb.shape[0]) * len(step_paths)
+                losses.append(loss_sum / len(step_paths))
             if log:
                 log(f"supernet epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.3f}")
         wall = time.perf_counter() - t0
@@ -562,9 +665,27 @@ SUPERNET_FILE = "supernet.npz"
 def training_meta(params: Mapping) -> dict:
     """The params that decide a supernet's shared weights beyond its config (data and training)."""
     pr, sn = params["proxy"], params["supernet"]
-    return {"dataset": params["dataset"], "seed": int(params["seed"]), "subset": pr["subset"],
+    meta = {"dataset": params["dataset"], "seed": int(params["seed"]), "subset": pr["subset"],
             "val_images": pr["val_images"], "batch_size": pr["batch_size"], "epochs": sn["epochs"],
             "rule": sn["rule"]}
+    if sn["rule"] == "distill":
+        meta.update(teacher=sn["teacher"], teacher_epochs=sn["teacher_epochs"])
+    return meta
+
+
+def teacher_arch(space: SearchSpace, name: str) -> ArchSpec:
+    """The teacher path of rule distill: the member of ``space`` nearest to the zoo model ``name``.
+
+    Raises:
+        ValueError: the space cannot express it (other stage count, block type or activation)."""
+    from accelnas.space import zoo
+
+    found = space.nearest(zoo.get(name))
+    if found is None:
+        raise ValueError(f"supernet.teacher: {name} has no near member in the search space (its stage "
+                         f"count, a block type or an activation is not in the space); name the zoo "
+                         "model the space's stages are built on")
+    return space.from_values(found[0], name=f"{name}_nearest")
 
 
 def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path, *,
@@ -589,8 +710,13 @@ def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path
             log(f"supernet: {path} not reused ({reason}); training again")
         net = supernet_for(space, params["proxy"], len(data.classes), seed=int(params["seed"]))
     sn = params["supernet"]
-    rec = net.train(data, epochs=sn["epochs"], batch_size=params["proxy"]["batch_size"],
-                    rule=sn["rule"], seed=int(params["seed"]), log=log)
+    if sn["rule"] == "distill":
+        rec = net.distill(data, teacher_arch(space, sn["teacher"]), teacher_epochs=sn["teacher_epochs"],
+                          epochs=sn["epochs"], batch_size=params["proxy"]["batch_size"],
+                          seed=int(params["seed"]), log=log)
+    else:
+        rec = net.train(data, epochs=sn["epochs"], batch_size=params["proxy"]["batch_size"],
+                        rule=sn["rule"], seed=int(params["seed"]), log=log)
     net.save(path, {"training": meta})
     if log:
         log(f"supernet: trained {rec['steps']} steps in {rec['wall_s']:.0f} s "

@@ -228,6 +228,29 @@ class SearchSpace:
             total *= per_type
         return total
 
+    def nearest(self, arch: ArchSpec) -> tuple[dict[str, Any], list[str]] | None:
+        """The values of the member of this space nearest to ``arch`` (numbers snapped to the
+        nearest choice) and what was snapped; None when its stage count, a block type or an
+        activation is not in the space (e.g. the zoo skeleton the space is built on)."""
+        values, snapped = {}, []
+        choices = self.choices()
+        if len(arch.blocks) != len(self.stages):
+            return None
+        for i, b in enumerate(arch.blocks, start=1):
+            for key, v in (("block", b.type), ("kernel", b.kernel), ("expand_ratio", b.expand_ratio),
+                           ("channels", b.out_channels), ("repeats", b.repeats), ("se_ratio", b.se_ratio),
+                           ("activation", b.activation or arch.activation)):
+                opts = choices[f"s{i}_{key}"]
+                if v in opts:
+                    values[f"s{i}_{key}"] = v
+                elif isinstance(v, str):
+                    return None
+                else:
+                    near = min(opts, key=lambda o: abs(o - v))
+                    values[f"s{i}_{key}"] = near
+                    snapped.append(f"s{i}_{key} {v:g} -> {near:g}")
+        return values, snapped
+
     def sample_values(self, rng: np.random.Generator) -> dict[str, Any]:
         """One uniformly drawn value per decision (a fixed number of draws: no rejection loop)."""
         if not isinstance(rng, np.random.Generator):
