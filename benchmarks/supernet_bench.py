@@ -1,7 +1,7 @@
 """What slows weight-sharing training: the supernet trained with one group of decisions varied.
 
     python benchmarks/supernet_bench.py [--params params/default.yaml] [--epochs 3]
-        [--groups fixed,kernel,width,depth,block,all] [--rule uniform|sandwich] [--eval 6]
+        [--groups fixed,kernel,width,depth,block,all] [--rule uniform|sandwich|distill] [--eval 6]
         [--batch-size N] [--learning-rate LR] [--set KEY=VALUE ...] [--json]
 
 For each group, a fresh supernet (`accelnas.search.supernet`, the params' space and proxy data) is
@@ -10,7 +10,10 @@ the space) except the group's decisions, which are drawn at random per step:
 
 * ``fixed``: nothing varies (a stand-alone training of that architecture through the supernet);
 * ``kernel``, ``width`` (channels and expansion), ``depth`` (repeats and activation), ``block``
-  (block type per stage), ``all`` (the search's own path rule: ``--rule`` uniform or sandwich).
+  (block type per stage), ``all`` (the search's own path rule: ``--rule`` uniform or sandwich;
+  ``distill``: the params' teacher path alone for ``supernet.teacher_epochs``, then ``--epochs``
+  of blockwise distillation, whose loss is the sum of the stages' normalized errors, not a
+  cross-entropy: compare the subnets' accuracy).
 
 Printed per group: the final training loss (mean over the last epoch; ln 10 = 2.303 is chance on
 10 classes), images/s after the first epoch, and the mean validation accuracy of ``--eval`` random
@@ -31,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
 from accelnas.search.data import load_proxy  # noqa: E402
-from accelnas.search.supernet import supernet_for  # noqa: E402
+from accelnas.search.supernet import supernet_for, teacher_arch  # noqa: E402
 from accelnas.search.tuner import setup  # noqa: E402
 
 GROUPS = {"fixed": (), "kernel": ("_kernel",), "width": ("_channels", "_expand_ratio"),
@@ -45,7 +48,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--groups", default=",".join(GROUPS))
     ap.add_argument("--eval", type=int, default=6, help="random subnets evaluated per group")
-    ap.add_argument("--rule", default="uniform", choices=("uniform", "sandwich"),
+    ap.add_argument("--rule", default="uniform", choices=("uniform", "sandwich", "distill"),
                     help="path rule of group 'all' (the others vary one group on one path per step)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the params' proxy.batch_size")
     ap.add_argument("--learning-rate", type=float, default=2e-3, help="peak of the cosine schedule (Adam)")
@@ -85,9 +88,17 @@ def main(argv=None) -> dict:
         if group != "all":
             net.paths_for_step = paths
         losses = []
-        rec = net.train(data, epochs=a.epochs, batch_size=batch, learning_rate=a.learning_rate,
-                        rule=a.rule if group == "all" else "uniform", seed=params["seed"],
-                        log=lambda m: losses.append(float(m.rsplit(" ", 1)[1])))
+        if group == "all" and a.rule == "distill":
+            sn = params["supernet"]
+            rec = net.distill(data, teacher_arch(space, sn["teacher"]), teacher_epochs=sn["teacher_epochs"],
+                              epochs=a.epochs, batch_size=batch, learning_rate=a.learning_rate,
+                              seed=params["seed"],
+                              log=lambda m: "distillation" in m and losses.append(
+                                  sum(float(v) for v in m.split("stage losses ")[1].split())))
+        else:
+            rec = net.train(data, epochs=a.epochs, batch_size=batch, learning_rate=a.learning_rate,
+                            rule=a.rule if group == "all" else "uniform", seed=params["seed"],
+                            log=lambda m: losses.append(float(m.rsplit(" ", 1)[1])))
         rng = np.random.default_rng(1)
         accs = [net.evaluate(space.sample(rng), data, calib_images=params["supernet"]["calib_images"])["accuracy"]
                 for _ in range(a.eval)]

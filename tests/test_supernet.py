@@ -167,3 +167,14 @@ def test_distillation_teaches_every_stage_the_teachers_features(data):
         np.testing.assert_array_equal(net.vars[k].numpy(), net._teacher[k].numpy(), err_msg=k)
     assert any(not np.array_equal(net.vars[k].numpy(), net._teacher[k].numpy()) for k in net.vars
                if k.startswith(("ibn/", "fused/", "conv/")))
+
+
+def test_teacher_is_the_skeletons_nearest_member_or_a_clear_error():
+    from accelnas.search.supernet import teacher_arch
+    from accelnas.search.tuner import setup
+
+    space = setup(params.load("params/smoke.yaml")).space
+    t = teacher_arch(space, "efficientnet_edgetpu_s")
+    assert t.name == "efficientnet_edgetpu_s_nearest" and [b.type for b in t.blocks][:2] == ["fused", "fused"]
+    with pytest.raises(ValueError, match="no near member in the search space"):
+        teacher_arch(small_space(), "efficientnet_edgetpu_s")

@@ -122,9 +122,10 @@ SCHEMA: dict = {
                               "baseline", min=0, max=0.999),
     },
     "supernet": {
-        "epochs": Key(int, 10, "epochs of weight-sharing training over proxy.subset images (one "
-                               "sampled path per batch; the sandwich rule trains four)", **_POS_INT),
-        "rule": Key(str, "uniform", "how the shared weights learn: uniform (one random path per "
+        "epochs": Key(int, 20, "epochs of weight-sharing training over proxy.subset images (one "
+                               "sampled path per batch; the sandwich rule trains four; rule distill: "
+                               "after the teacher's epochs)", **_POS_INT),
+        "rule": Key(str, "distill", "how the shared weights learn: uniform (one random path per "
                                     "batch, end to end), sandwich (largest, smallest and two random "
                                     "paths per batch) or distill (every stage of a random path learns "
                                     "the teacher path's output of that stage: blockwise distillation)",
