@@ -477,7 +477,7 @@ class Supernet:
 
         if rule not in PATH_RULES:
             raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(PATH_RULES)}")
-        paths = paths or (lambda rng: self.paths_for_step(rng, rule))
+        label, paths = (rule, lambda rng: self.paths_for_step(rng, rule)) if paths is None else ("given paths", paths)
         rng = np.random.default_rng([seed, 7])
         x, y = data.split("train")
         batch_size = min(int(batch_size), len(x))
@@ -506,7 +506,7 @@ class Supernet:
             if log:
                 log(f"supernet epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.3f}")
         wall = time.perf_counter() - t0
-        rec = {"epochs": int(epochs), "steps": step, "rule": rule, "wall_s": wall,
+        rec = {"epochs": int(epochs), "steps": step, "rule": label, "wall_s": wall,
                "images_per_s": images / wall if wall else float("nan"),
                "final_loss": float(np.mean(losses[-steps_per_epoch:])) if losses else float("nan")}
         self.history.append(rec)
