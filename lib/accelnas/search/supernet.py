@@ -410,7 +410,11 @@ class Supernet:
         Each stage thus learns the teacher's features whatever block type, kernel, width or depth
         it takes, so stages chain into working subnets; training all paths end to end instead
         (rule uniform/sandwich) mixes unrelated block types and stays near chance on a proxy
-        budget. Returns timing and loss figures (``stage_losses``: per stage, last epoch)."""
+        budget. Known limit: a ``conv`` stage ends in its activation (never negative) while a
+        fused/ibn teacher's stage ends in a signed projection, so conv stages match the teacher
+        worse (normalised stage loss ~0.45-0.8 vs ~0.1-0.5 after 20 epochs on the default params)
+        whatever their other choices. Returns timing and loss figures (``stage_losses``: per
+        stage, last epoch)."""
         import tensorflow as tf
 
         from accelnas.search.data import make_pipeline
