@@ -417,8 +417,6 @@ class Supernet:
         stage, last epoch)."""
         import tensorflow as tf
 
-        from accelnas.search.data import make_pipeline
-
         t0 = time.perf_counter()
         rec_t = self.train(data, epochs=teacher_epochs, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, log=log, paths=lambda rng: [teacher])
@@ -430,19 +428,11 @@ class Supernet:
         for m in (*self._m, *self._v):  # a fresh optimizer for the students
             m.assign(tf.zeros_like(m))
         rng = np.random.default_rng([seed, 13])
-        x, y = data.split("train")
-        batch_size = min(int(batch_size), len(x))
-        steps_per_epoch = max(1, len(x) // batch_size)
-        total, step, per_epoch = steps_per_epoch * int(epochs), 0, []
-        t1 = time.perf_counter()
-        for epoch in range(int(epochs)):
-            ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
-                               training=True, seed=seed + 100 + epoch, augment=True, cache=False,
-                               mean=data.mean, std=data.std, drop_remainder=True)
+        step, per_epoch, t1 = 0, [], time.perf_counter()
+        for epoch, batches in self._epochs(data, epochs=epochs, batch_size=batch_size,
+                                           learning_rate=learning_rate, seed=seed + 100):
             losses = []
-            for xb, _ in ds:
-                step += 1
-                lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
+            for step, lr, xb, _ in batches:
                 enc = self.encode(self.space.sample(rng))
                 losses.append(step_fn(xb, enc["stages"], enc["act"], tf.constant(True)).numpy())
                 apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
@@ -453,11 +443,32 @@ class Supernet:
         wall = time.perf_counter() - t0
         rec = {"rule": "distill", "teacher": teacher.encode(), "teacher_epochs": int(teacher_epochs),
                "teacher_final_loss": rec_t["final_loss"], "epochs": int(epochs), "steps": step,
-               "wall_s": wall, "images_per_s": step * batch_size / (time.perf_counter() - t1),
+               "wall_s": wall, "images_per_s": step * min(int(batch_size), len(data.y_train)) / (time.perf_counter() - t1),
                "stage_losses": [float(v) for v in per_epoch],
                "final_loss": float(np.sum(per_epoch)) if len(per_epoch) else float("nan")}
         self.history.append(rec)
         return rec
+
+    def _epochs(self, data, *, epochs: int, batch_size: int, learning_rate: float, seed: int):
+        """The training batches of ``data``, epoch by epoch: yields ``(epoch, batches)`` where
+        ``batches`` yields ``(step, lr, xb, yb)``, ``lr`` the cosine decay of ``learning_rate``
+        over all steps (augmented, shuffled with ``seed + epoch``, last partial batch dropped)."""
+        from accelnas.search.data import make_pipeline
+
+        x, y = data.split("train")
+        batch_size = min(int(batch_size), len(x))
+        total = max(1, len(x) // batch_size) * int(epochs)
+        counter = iter(range(1, total + 1))
+
+        def batches(ds):
+            for xb, yb in ds:
+                step = next(counter)
+                yield step, learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total)), xb, yb
+
+        for epoch in range(int(epochs)):
+            yield epoch, batches(make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
+                                               training=True, seed=seed + epoch, augment=True, cache=False,
+                                               mean=data.mean, std=data.std, drop_remainder=True))
 
     def paths_for_step(self, rng: np.random.Generator, rule: str) -> list[ArchSpec]:
         """The paths one training step runs: one random path (uniform), or the largest, the
@@ -477,42 +488,34 @@ class Supernet:
         instead of the rule (e.g. one fixed path). Returns timing and loss figures."""
         import tensorflow as tf
 
-        from accelnas.search.data import make_pipeline
 
         if rule not in PATH_RULES:
             raise ValueError(f"unknown supernet rule {rule!r}; choose one of {', '.join(PATH_RULES)}")
         label, paths = (rule, lambda rng: self.paths_for_step(rng, rule)) if paths is None else ("given paths", paths)
         rng = np.random.default_rng([seed, 7])
-        x, y = data.split("train")
-        batch_size = min(int(batch_size), len(x))
-        steps_per_epoch = max(1, len(x) // batch_size)
-        total = steps_per_epoch * int(epochs)
-        step, t0, images, losses = 0, time.perf_counter(), 0, []
+        step, t0, images, epoch_losses = 0, time.perf_counter(), 0, []
         if not hasattr(self, "_acc"):
             self._acc = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
             self._m = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
             self._v = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
         accumulate, apply = self._fn("accumulate"), self._fn("apply")
-        for epoch in range(int(epochs)):
-            ds = make_pipeline(x, y, batch_size=batch_size, resolution=self.proxy["resolution"],
-                               training=True, seed=seed + epoch, augment=True, cache=False,
-                               mean=data.mean, std=data.std, drop_remainder=True)
-            for xb, yb in ds:
-                step += 1
-                lr = learning_rate * 0.5 * (1 + np.cos(np.pi * (step - 1) / total))
+        for epoch, batches in self._epochs(data, epochs=epochs, batch_size=batch_size,
+                                           learning_rate=learning_rate, seed=seed):
+            epoch_losses = []
+            for step, lr, xb, yb in batches:
                 loss_sum, step_paths = 0.0, paths(rng)
                 for arch in step_paths:
                     enc = self.encode(arch)
                     loss_sum += float(accumulate(xb, yb, enc["stages"], enc["act"]))
                 apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
                 images += int(xb.shape[0]) * len(step_paths)
-                losses.append(loss_sum / len(step_paths))
+                epoch_losses.append(loss_sum / len(step_paths))
             if log:
-                log(f"supernet epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.3f}")
+                log(f"supernet epoch {epoch + 1}/{epochs}: loss {np.mean(epoch_losses):.3f}")
         wall = time.perf_counter() - t0
         rec = {"epochs": int(epochs), "steps": step, "rule": label, "wall_s": wall,
                "images_per_s": images / wall if wall else float("nan"),
-               "final_loss": float(np.mean(losses[-steps_per_epoch:])) if losses else float("nan")}
+               "final_loss": float(np.mean(epoch_losses)) if epoch_losses else float("nan")}
         self.history.append(rec)
         return rec
 
