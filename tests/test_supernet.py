@@ -7,7 +7,7 @@ import pytest
 from accelnas import params
 from accelnas.search.data import load_arrays, make_pipeline
 from accelnas.search.proxy import proxy_arch
-from accelnas.search.supernet import Supernet
+from accelnas.search.supernet import Supernet, stage_loss
 from accelnas.space.search_space import SearchSpace
 
 PROXY = dict(resolution=16, width_mult=0.5, num_classes=10, min_feature=2)
@@ -132,6 +132,21 @@ def test_subnet_training_loss_and_gradients_equal_the_standalone_network(trained
         stem = [k for k in kg if k.endswith("kernel") and kg[k].shape == grads["stem_conv"].shape]
         np.testing.assert_allclose(grads["logits/kernel"], kg[logits[-1]].numpy(), rtol=1e-3, atol=1e-5)
         np.testing.assert_allclose(grads["stem_conv"], kg[stem[0]].numpy(), rtol=1e-3, atol=1e-5)
+
+
+def test_stage_loss_ignores_per_channel_offsets_only():
+    """The next stage's recalibrated BatchNorm removes a per-channel offset, so it costs nothing;
+    a scale, a sign flip, noise or a missing channel does cost."""
+    rng = np.random.default_rng(0)
+    t = rng.normal(size=(8, 4, 4, 6)).astype("float32")
+    offset = rng.normal(size=(6,)).astype("float32") * 5
+    assert float(stage_loss(t + offset, t)) < 1e-6
+    assert abs(float(stage_loss(np.zeros_like(t), t)) - 1.0) < 1e-4
+    assert float(stage_loss(np.maximum(t, 0), t)) > 0.2
+    assert abs(float(stage_loss(-t, t)) - 4.0) < 1e-3
+    cut = t.copy()
+    cut[..., 3:] = 0
+    assert 0.3 < float(stage_loss(cut, t)) < 0.7
 
 
 def test_distillation_teaches_every_stage_the_teachers_features(data):

@@ -122,7 +122,7 @@ SCHEMA: dict = {
                               "baseline", min=0, max=0.999),
     },
     "supernet": {
-        "epochs": Key(int, 20, "epochs of weight-sharing training over proxy.subset images (one "
+        "epochs": Key(int, 40, "epochs of weight-sharing training over proxy.subset images (one "
                                "sampled path per batch; the sandwich rule trains four; rule distill: "
                                "after the teacher's epochs)", **_POS_INT),
         "rule": Key(str, "distill", "how the shared weights learn: uniform (one random path per "
