@@ -144,6 +144,9 @@ def test_stage_loss_ignores_per_channel_offsets_only():
     assert abs(float(stage_loss(np.zeros_like(t), t)) - 1.0) < 1e-4
     assert float(stage_loss(np.maximum(t, 0), t)) > 0.2
     assert abs(float(stage_loss(-t, t)) - 4.0) < 1e-3
+    assert abs(float(stage_loss(2 * t, t)) - 1.0) < 1e-3
+    noise = rng.normal(size=t.shape).astype("float32")
+    assert abs(float(stage_loss(t + 0.5 * noise, t)) - 0.25) < 0.05
     cut = t.copy()
     cut[..., 3:] = 0
     assert 0.3 < float(stage_loss(cut, t)) < 0.7

@@ -33,10 +33,11 @@ Measured on CIFAR-10 at the default proxy (3,000 images; `benchmarks/proxy_bench
 candidates): end to end, paths that mix block types give each stage's output channels unrelated
 meanings and the supernet stays near chance (uniform, 35 epochs in 862 s: subnets 0.14-0.20,
 Kendall tau against stage 2 +0.05); distilled, its subnets score 0.18-0.37 and rank at +0.31
-(6 + 20 epochs, 972 s on a busier machine, stage loss without the offset of `stage_loss`), +0.36
-with it, and 0.25-0.40 / +0.39 after 6 + 40 epochs (1,289 s). BatchNorm uses batch statistics while training; a
-candidate is scored after recalibrating every BatchNorm on training images with its own path (the
-statistics of a shared layer differ per subnet), then evaluated on the validation split.
+(6 + 20 epochs, 972 s on a busier machine, offsets counted in the stage loss), +0.36 with them
+free (`stage_loss`), and 0.25-0.40 / +0.39 after 6 + 40 epochs (1,289 s). BatchNorm uses batch
+statistics while training; a candidate is scored after recalibrating every BatchNorm on training
+images with its own path (the statistics of a shared layer differ per subnet), then evaluated on
+the validation split.
 
 Covered: spaces of ``conv``, ``ibn`` and ``fused`` blocks (expansion > 1) without squeeze-excite
 (the Edge TPU excludes it). Other spaces raise ValueError naming what is not covered.
@@ -415,8 +416,8 @@ class Supernet:
         worse (normalised stage loss ~0.45-0.8 vs ~0.1-0.5 after 20 epochs on the default params,
         before `stage_loss` let offsets go free) whatever their other choices; with them free, the
         correlation candidate with most conv stages is still the most underrated (stage 2 0.401,
-        its subnet 0.256 after 6 + 40 epochs, `benchmarks/proxy_bench.py`). Returns timing and loss figures (``stage_losses``: per
-        stage, last epoch)."""
+        its subnet 0.256 after 6 + 40 epochs, `benchmarks/proxy_bench.py`). Returns timing and
+        loss figures (``stage_losses``: per stage, last epoch)."""
         import tensorflow as tf
 
         t0 = time.perf_counter()
