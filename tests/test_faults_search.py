@@ -404,3 +404,18 @@ def test_the_cli_done_line_starts_its_own_line(smoke, tmp_path):
     assert sum(ln.startswith("Reloading Tuner from") for ln in lines) == 1, out
     assert sum(ln.startswith("done: ") and ln.endswith("(3 trials, 3 completed)") for ln in lines) == 1, out
     assert isinstance(pd.read_parquet(tmp_path / "smoke" / "trials.parquet"), pd.DataFrame)
+
+
+def test_a_search_resumes_only_with_the_params_that_score_it(smoke, tmp_path):
+    p = params_mod.override(smoke, {"search.evaluator": "standalone"}, source="test")
+    before = search(p, tmp_path, trials=2)
+    # the supernet section does not score a stand-alone search: it resumes
+    other_supernet = params_mod.override(p, {"supernet.epochs": p["supernet"]["epochs"] + 1}, source="test")
+    calls = []
+    assert list(search(other_supernet, tmp_path, trials=2, train_fn=counting(calls)).arch) == list(before.arch)
+    assert calls == []
+    # a key that scores it is refused, named, and nothing is lost
+    other_reward = params_mod.override(p, {"search.alpha": -0.1}, source="test")
+    with pytest.raises(ValueError, match=r"search\.alpha.*finished trials are kept"):
+        search(other_reward, tmp_path, trials=2)
+    assert len(list((tmp_path / "search" / "random").glob("trial_*"))) == 2

@@ -71,3 +71,30 @@ def test_measure_scores_stage1_and_stage2_and_reuses_trainings(smoke, tmp_path):
     again = F.measure(p, su.space, su.screen, tmp_path, n=3, seeds=[0, 1], log=None)
     assert len(pd.read_parquet(tmp_path / "trained.parquet")) == 12
     pd.testing.assert_series_equal(again.stage2, frame.stage2)
+
+
+def test_reference_ceiling_matches_simulated_seed_noise():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(0.35, 0.02, 600)
+    seeds = true[:, None] + rng.normal(0, 0.015, (600, 3))
+    c = F.reference_ceiling(list(seeds))
+    # the ceiling is what the true ranking reaches against the 3-seed mean
+    assert c["ceiling"] == pytest.approx(kendalltau(true, seeds.mean(1)).statistic, abs=0.04)
+    assert c["seed_vs_seed_model"] == pytest.approx(c["seed_vs_seed"], abs=0.05)
+    assert c["k"] == pytest.approx(3) and c["seed_sd"] == pytest.approx(0.015, rel=0.1)
+    assert 0.5 < c["ceiling"] < 0.9 and c["seed_vs_seed"] < c["ceiling"]
+    exact = F.reference_ceiling([[a, a] for a in true[:20]])
+    assert exact["ceiling"] == pytest.approx(1.0) and exact["reliability"] == pytest.approx(1.0)
+    pure_noise = F.reference_ceiling(list(0.35 + rng.normal(0, 0.015, (600, 2))))
+    assert pure_noise["ceiling"] < 0.15
+    assert F.reference_ceiling([[0.3, 0.31], [0.4], [0.2, 0.25]]) is None  # < 3 rows with 2 seeds
+
+
+def test_trust_line_states_the_reference_ceiling():
+    frame = pd.DataFrame({"stage1": np.arange(8.0), "stage2": np.arange(8.0) / 100,
+                          "stage2_seeds": [[v / 100 - 0.01, v / 100 + 0.01] for v in range(8)]})
+    s = F.fidelity_summary(frame, ["stage1"], latency=None)
+    assert 0 < s["ceiling"]["ceiling"] < 1
+    assert f"{s['ceiling']['ceiling']:+.2f}" in F.trust_line(s, "stage1")

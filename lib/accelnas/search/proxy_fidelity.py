@@ -6,7 +6,8 @@ anything is measured here on *correlation candidates*: architectures of the sear
 over the target's latency range (`correlation_candidates`), each scored by stage 1 and trained at
 stage 2 with several seeds. `kendall_ci` gives Kendall's tau between the two rankings with a
 bootstrap interval over the candidates; `fidelity_summary` puts it next to the ranking latency alone
-would give (faster = better) and the stage-2 seed spread (the noise floor of the reference).
+would give (faster = better), the stage-2 seed spread, and `reference_ceiling`: how far stage 2
+itself, a mean over a few noisy seeds, can agree with any ranking (even the true one).
 
 Used by notebook 03 (``stage2.fidelity_candidates``) and ``benchmarks/proxy_bench.py`` (which also
 scores the zero-cost NASWOT proxy).
@@ -74,12 +75,44 @@ def kendall_ci(a: Sequence[float], b: Sequence[float], *, seed: int = 0, n_boot:
     return {"tau": tau, "ci_low": float(lo), "ci_high": float(hi), "n": int(len(a))}
 
 
+def reference_ceiling(seed_values: Sequence[Sequence[float]]) -> dict | None:
+    """How far a ranking can agree with a reference that is the mean of a few noisy seeds.
+
+    Each candidate's stage-2 accuracy is taken as its true accuracy plus seed noise, Gaussian
+    with one variance for all candidates (estimated by the mean within-candidate sample variance
+    ``s_w^2``). The reference (the mean of ``k`` seeds) then has variance ``v_true + s_w^2 / k``
+    over the candidates, and a perfect stage-1 score (the true accuracies) correlates with it at
+    ``r = sqrt(v_true / (v_true + s_w^2 / k))``; for Gaussian pairs Kendall's tau is
+    ``2 / pi * arcsin(r)`` (Greiner's relation). Returns ``ceiling`` (that tau),
+    ``seed_vs_seed_model`` (the tau the same model predicts between two single seeds) and
+    ``seed_vs_seed`` (measured: Kendall's tau between the first two seeds' accuracies, the check
+    of the model), ``reliability`` (``r^2``), ``seed_sd`` and ``k``; None with fewer than 3
+    candidates of >= 2 seeds."""
+    from scipy.stats import kendalltau
+
+    rows = [np.asarray(v, float) for v in seed_values
+            if isinstance(v, (list, tuple, np.ndarray)) and len(v) > 1]
+    if len(rows) < 3:
+        return None
+    k = len(rows) / sum(1.0 / len(v) for v in rows)  # harmonic mean of the seed counts
+    s_w2 = float(np.mean([v.var(ddof=1) for v in rows]))
+    v_ref = float(np.var([v.mean() for v in rows], ddof=1))
+    v_true = max(v_ref - s_w2 / k, 0.0)
+    rel = v_true / (v_true + s_w2 / k) if v_true > 0 else 0.0
+    pair = kendalltau([v[0] for v in rows], [v[1] for v in rows]).statistic
+    return {"ceiling": float(2 / np.pi * np.arcsin(np.sqrt(rel))),
+            "seed_vs_seed_model": float(2 / np.pi * np.arcsin(v_true / (v_true + s_w2))) if v_true > 0 else 0.0,
+            "seed_vs_seed": float(pair) if np.isfinite(pair) else float("nan"),
+            "reliability": float(rel), "seed_sd": float(np.sqrt(s_w2)), "k": float(k)}
+
+
 def fidelity_summary(frame: pd.DataFrame, scores: Sequence[str], reference: str = "stage2",
                      latency: str | None = "latency_ms", seed_values: str | None = "stage2_seeds") -> dict:
     """Kendall's tau (with interval) of each stage-1 ``scores`` column against ``reference`` over
     the rows of ``frame`` (rows missing either are left out), and of ``-latency`` (the ranking the
     latency alone gives); ``seed_spread``: the mean over candidates of the largest minus smallest
-    stage-2 accuracy of its seeds (``seed_values``: a list per row), the reference's own noise."""
+    stage-2 accuracy of its seeds (``seed_values``: a list per row), the reference's own noise;
+    ``ceiling``: `reference_ceiling` of those seeds (None without them)."""
     out: dict = {"kendall": {}}
     for col in [*scores, *([latency] if latency else [])]:
         ok = frame[[col, reference]].dropna()
@@ -90,6 +123,7 @@ def fidelity_summary(frame: pd.DataFrame, scores: Sequence[str], reference: str 
     if seed_values and seed_values in frame:
         spans = [max(v) - min(v) for v in frame[seed_values] if isinstance(v, (list, tuple, np.ndarray)) and len(v) > 1]
         out["seed_spread"] = float(np.mean(spans)) if spans else None
+        out["ceiling"] = reference_ceiling(list(frame[seed_values]))
     return out
 
 
@@ -154,8 +188,12 @@ def trust_line(summary: Mapping, score: str, target_tau: float = 0.6) -> str:
         line += f"; latency alone ranks them at {lat['tau']:+.2f}"
     if summary.get("seed_spread") is not None:
         line += f"; stage-2 seeds differ by {summary['seed_spread']:.3f} on average"
+    ceiling = summary.get("ceiling")
+    if ceiling is not None:
+        line += (f"; with that noise even the true ranking would reach only about {ceiling['ceiling']:+.2f} "
+                 f"against this stage 2 (two single seeds agree at {ceiling['seed_vs_seed']:+.2f})")
     return line
 
 
 __all__ = ["correlation_candidates", "kendall_ci", "fidelity_summary", "measure",
-           "trust_line"]
+           "reference_ceiling", "trust_line"]

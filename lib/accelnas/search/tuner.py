@@ -241,6 +241,15 @@ def search_config(params: Mapping, controller: str) -> dict:
     return json.loads(json.dumps(cfg, default=str))
 
 
+def _scoring_keys(cfg: Mapping) -> dict:
+    """``cfg`` without the sections its evaluator does not use: a stand-alone search's scores do not
+    depend on the ``supernet`` section, so a change there does not stop it resuming."""
+    out = dict(cfg)
+    if (out.get("search") or {}).get("evaluator") != "supernet":
+        out.pop("supernet", None)
+    return out
+
+
 def _check_config(project: Path, cfg: dict) -> None:
     f = project / CONFIG_FILE
     old, problem = load_json(f)
@@ -250,6 +259,7 @@ def _check_config(project: Path, cfg: dict) -> None:
         raise SearchFolderError(f"{f}: {problem or 'not a JSON object'}; it records the params this "
                                 f"search was started with: restore it, or delete it to resume the "
                                 f"search with the current params")
+    old, cfg = _scoring_keys(old), _scoring_keys(cfg)
     if old == cfg:
         return
     raise ValueError(f"{project} holds a search made with other params "
