@@ -14,7 +14,8 @@ objective is swapped for a cheap one (``train_fn``), and ``search.population`` /
 ``search.sample_size`` / ``search.learning_rate`` / ``search.baseline_decay`` can be set from the
 command line (default: the params file's, i.e. the library's defaults are what is benchmarked);
 ``--pg-variant`` / ``--evo-variant`` add runs of a controller with other settings (labelled with
-them) to tune it at equal budget.
+them) to tune it at equal budget. Every run starts from scratch (``search.start_from: []``): the
+warm start would give every controller the same first trial.
 
 Objectives (``--objective``), all on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
 
@@ -392,6 +393,7 @@ def main(argv=None) -> dict:
         over["search.learning_rate"] = a.learning_rate
     if a.baseline_decay is not None:
         over["search.baseline_decay"] = a.baseline_decay
+    over["search.start_from"] = []  # controllers compared from scratch, not from the skeleton
     params = P.override(base, over)
     s = params["search"]
     a.population, a.sample_size = s["population"], s["sample_size"]

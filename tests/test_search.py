@@ -377,3 +377,41 @@ def test_finalists_ranked_by_stage2_and_searched_model_is_the_stage2_winner(smok
     # a finalist whose stage-2 trainings all failed is ranked last and left out of the record
     rank = stage2_ranking(fin, summary.iloc[:1], smoke, "coral")
     assert list(rank.name) == ["finalist_1", "finalist_2"] and [r["name"] for r in stage2_record(rank)] == ["finalist_1"]
+
+
+def test_the_search_starts_from_the_skeleton_once(smoke, tmp_path):
+    su = setup(smoke, controller="evolution")
+    skeleton = su.space.zoo_values("efficientnet_edgetpu_s")
+    first = search(smoke, tmp_path / "a", controller="evolution", trials=3)
+    values = [su.space.nearest(decode(a))[0] for a in first.arch]
+    assert values[0] == skeleton and skeleton not in values[1:]
+    more = search(smoke, tmp_path / "a", controller="evolution", trials=5)  # resumed: not again
+    assert [su.space.nearest(decode(a))[0] for a in more.arch].count(skeleton) == 1
+    cold = search(params_mod.override(smoke, {"search.start_from": []}), tmp_path / "b",
+                  controller="evolution", trials=3)
+    assert skeleton not in [su.space.nearest(decode(a))[0] for a in cold.arch]
+    # a start point the screen rejects is named and skipped; one the space cannot express is an error
+    lines = []
+    capped = params_mod.override(smoke, {"search.latency_cap": 1.0, "search.target_latency_ms.coral": 2.0})
+    df = run_search(capped, tmp_path / "c", controller="random", trials=2, train_fn=macs_objective,
+                    progress=False, log=lines.append)
+    assert skeleton not in [su.space.nearest(decode(a))[0] for a in df.arch]
+    assert any(line.startswith("search.start_from: not proposed") and "efficientnet_edgetpu_s" in line
+               for line in lines), lines
+    with pytest.raises(ValueError, match="search.start_from: resnet50 has no near member"):
+        setup(params_mod.override(smoke, {"search.start_from": ["resnet50"]}))
+    with pytest.raises(params_mod.ParamsError, match="search.start_from"):
+        params_mod.override(smoke, {"search.start_from": ["no_such_model"]})
+
+
+def test_from_start_says_whether_the_searched_model_is_the_start_point(smoke):
+    from accelnas.search.trials import from_start
+
+    space = setup(smoke).space
+    start = space.zoo_member("efficientnet_edgetpu_s")
+    assert "IS the search's start point" in from_start(start, space, ["efficientnet_edgetpu_s"])
+    values = space.zoo_values("efficientnet_edgetpu_s")
+    other = dict(values, s1_kernel=[k for k in space.choices()["s1_kernel"] if k != values["s1_kernel"]][0])
+    line = from_start(space.from_values(other), space, ["efficientnet_edgetpu_s"])
+    assert f"in 1 of {len(values)} decisions" in line
+    assert "random" in from_start(start, space, [])

@@ -113,6 +113,9 @@ SCHEMA: dict = {
         "per_accelerator": Key(bool, False, "also search once per other accelerator of accelerators "
                                "with it as the target (project <controller>@<name>; stage-1 scores "
                                "shared): each accelerator's own block choices"),
+        "start_from": Key(list, ["efficientnet_edgetpu_s"], "zoo models whose nearest members of the "
+                          "search space are the first trials (warm start: evolution mutates from them; "
+                          "[]: none)", item=Key(str, choices=tuple(_zoo_names())), unique=True),
         "latency_cap": Key(float, 2.0, "reject before training a candidate slower than latency_cap "
                            "x T on any accelerator the reward uses (0: no cap)", min=0),
         "learning_rate": Key(float, 1.0, "policy_gradient: step size of the REINFORCE update on "

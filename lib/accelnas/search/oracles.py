@@ -23,6 +23,10 @@ the workers' timing, so proposals are reproducible only in a sequential run. A t
 is gone (set aside as damaged by `accelnas.search.tuner.run_search`) is forgotten on reload and
 proposed again under its id, so it is run again and the trial budget stays whole.
 
+Warm start. ``start`` value dicts (``search.start_from``: the zoo skeleton's nearest member) are
+proposed first, each once, unscreened (the caller screens them); every controller then treats
+them as its first completed trials (evolution's first population, policy gradient's first batch).
+
 Screening. A ``screen(values) -> str | None`` callable (see `accelnas.search.screen.Screen`) rejects a
 proposal before any training time is spent on it (an op the accelerator does not map, a latency
 over the cap); the controller then proposes again (up to ``max_attempts``). Rejections are kept
@@ -51,6 +55,8 @@ class ArchOracle(keras_tuner.Oracle):
         seed: the search seed (0 is a valid seed).
         screen: optional ``values -> reason | None`` (a reason rejects the proposal).
         max_attempts: proposals tried per trial before the search stops with a clear message.
+        start: value dicts proposed first, in order, each once (a warm start, e.g. the zoo
+            skeleton's nearest member; they count as the controller's first trials).
         **kwargs: passed to ``keras_tuner.Oracle``.
     """
 
@@ -58,7 +64,7 @@ class ArchOracle(keras_tuner.Oracle):
 
     def __init__(self, space: SearchSpace, *, max_trials: int, seed: int = 0,
                  screen: Callable[[Mapping[str, Any]], str | None] | None = None,
-                 max_attempts: int = 200, **kwargs):
+                 max_attempts: int = 200, start=(), **kwargs):
         kwargs.setdefault("max_consecutive_failed_trials", max_trials + 1)  # failures never stop it
         super().__init__(objective=keras_tuner.Objective("reward", "max"), max_trials=max_trials,
                          hyperparameters=space.to_hyperparameters(), allow_new_entries=False,
@@ -71,6 +77,7 @@ class ArchOracle(keras_tuner.Oracle):
         self.max_attempts = int(max_attempts)
         self.rejections: list[dict] = []
         self._choices = space.choices()
+        self.start = [dict(v) for v in start]
 
     # ---- what a controller implements ---------------------------------------------------------
 
@@ -82,6 +89,9 @@ class ArchOracle(keras_tuner.Oracle):
 
     def populate_space(self, trial_id):
         seen = self._seen_archs()
+        for values in self.start:
+            if self.space.from_values(values).encode() not in seen:
+                return {"status": TrialStatus.RUNNING, "values": dict(values)}
         reasons: dict[str, int] = {}
         for attempt in range(self.max_attempts):
             rng = np.random.default_rng([self.search_seed, int(trial_id), attempt])

@@ -716,14 +716,10 @@ def teacher_arch(space: SearchSpace, name: str) -> ArchSpec:
 
     Raises:
         ValueError: the space cannot express it (other stage count, block type or activation)."""
-    from accelnas.space import zoo
-
-    found = space.nearest(zoo.get(name))
-    if found is None:
-        raise ValueError(f"supernet.teacher: {name} has no near member in the search space (its stage "
-                         f"count, a block type or an activation is not in the space); name the zoo "
-                         "model the space's stages are built on")
-    return space.from_values(found[0], name=f"{name}_nearest")
+    try:
+        return space.zoo_member(name)
+    except ValueError as e:
+        raise ValueError(f"supernet.teacher: {e}") from None
 
 
 def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path, *,

@@ -270,6 +270,23 @@ BEST_ARCHS_FILE = "best_archs.json"
 BEST_COLUMNS = ("controller", "trial_id", "accuracy", "reward", "arch")
 
 
+def from_start(arch: ArchSpec, space, names) -> str:
+    """One line: how the searched ``arch`` relates to the search's start points (``search.start_from``
+    zoo models' nearest members of ``space``): the same, or how many decisions differ."""
+    if not names:
+        return "the search started from random architectures (search.start_from: [])"
+    found = space.nearest(arch)
+    if found is None:
+        return "the searched model is not a member of this search space"
+    diffs = {n: sum(found[0][k] != v for k, v in space.zoo_values(n).items()) for n in names}
+    name, d = min(diffs.items(), key=lambda kv: kv[1])
+    if d == 0:
+        return (f"the searched model IS the search's start point ({name}'s nearest member of the space): "
+                "the search found nothing better at stage 2")
+    return (f"the searched model differs from the search's start point ({name}'s nearest member) "
+            f"in {d} of {len(found[0])} decisions")
+
+
 def best_archs_record(frame: pd.DataFrame, accelerators, top: int = 5, target: str | None = None) -> dict:
     """What ``best_archs.json`` holds: the ``top`` completed trials by the search reward
     (``by_reward``; of the search that targeted ``target`` when given) and, per accelerator with a

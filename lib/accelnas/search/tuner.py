@@ -37,7 +37,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ from accelnas.space.search_space import SearchSpace
 _CONFIG_KEYS = ("seed", "dataset", "accelerators", "target_accelerator", "search_space", "proxy",
                 "latency", "supernet")
 _SEARCH_KEYS = ("evaluator", "controller", "population", "sample_size", "target_latency_ms", "alpha", "beta",
-                "reward", "latency_cap", "learning_rate", "baseline_decay")
+                "reward", "latency_cap", "learning_rate", "baseline_decay", "start_from")
 LOCK_FILE = "search.lock"  # in run_dir/search: who runs a search on the folder
 
 
@@ -206,6 +206,7 @@ class SearchSetup:
     screen: Screen
     reward: dict
     oracle: ArchOracle
+    start_rejected: dict = field(default_factory=dict)  # search.start_from models the screen rejects
 
 
 def setup(params: Mapping, *, controller: str | None = None, seed: int | None = None,
@@ -227,10 +228,31 @@ def setup(params: Mapping, *, controller: str | None = None, seed: int | None = 
     screen = Screen(space, accs, targets, method=params["latency"]["method"],
                     latency_cap=s["latency_cap"],
                     reward_uses=used_accelerators(targets, combine, params["target_accelerator"]))
+    start, start_rejected = start_points(space, screen, s["start_from"])
     oracle = make_oracle(controller, space, max_trials=trials, seed=seed, population=s["population"],
                          sample_size=s["sample_size"], learning_rate=s["learning_rate"],
-                         baseline_decay=s["baseline_decay"], screen=screen)
-    return SearchSetup(dict(params), space, accs, screen, reward, oracle)
+                         baseline_decay=s["baseline_decay"], screen=screen, start=start)
+    return SearchSetup(dict(params), space, accs, screen, reward, oracle, start_rejected)
+
+
+def start_points(space: SearchSpace, screen: Screen, names) -> tuple[list[dict], dict[str, str]]:
+    """The value dicts of the zoo models ``names`` (``search.start_from``) in ``space`` (each its
+    nearest member) that pass ``screen``, and ``{name: reason}`` for those the screen rejects.
+
+    Raises:
+        ValueError: a model the space cannot express."""
+    start, rejected = [], {}
+    for name in names:
+        try:
+            values = space.zoo_values(name)
+        except ValueError as e:
+            raise ValueError(f"search.start_from: {e}") from None
+        reason = screen(values)
+        if reason:
+            rejected[name] = reason
+        else:
+            start.append(values)
+    return start, rejected
 
 
 def search_config(params: Mapping, controller: str) -> dict:
@@ -430,6 +452,9 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
     cfg = search_config(params, ctrl)
     cfg["seed"] = su.oracle.search_seed  # the seed argument overrides params' seed
     role = _role()
+    if log and su.start_rejected:
+        log("search.start_from: not proposed, the screen rejects "
+            + "; ".join(f"{n} ({r})" for n, r in su.start_rejected.items()))
     with nullcontext() if role == "worker" else search_lock(directory):
         if not overwrite:
             _check_config(project, cfg)

@@ -251,6 +251,25 @@ class SearchSpace:
                     snapped.append(f"s{i}_{key} {v:g} -> {near:g}")
         return values, snapped
 
+    def zoo_values(self, name: str) -> dict[str, Any]:
+        """The values of the member of this space nearest to the zoo model ``name`` (`nearest`).
+
+        Raises:
+            ValueError: an unknown zoo model, or one the space cannot express (other stage count,
+                block type or activation)."""
+        from accelnas.space import zoo
+
+        found = self.nearest(zoo.get(name))
+        if found is None:
+            raise ValueError(f"{name} has no near member in the search space (its stage count, a block "
+                             "type or an activation is not in the space); name the zoo model the "
+                             "space's stages are built on")
+        return found[0]
+
+    def zoo_member(self, name: str) -> ArchSpec:
+        """`zoo_values` as an architecture named ``<name>_nearest``."""
+        return self.from_values(self.zoo_values(name), name=f"{name}_nearest")
+
     def sample_values(self, rng: np.random.Generator) -> dict[str, Any]:
         """One uniformly drawn value per decision (a fixed number of draws: no rejection loop)."""
         if not isinstance(rng, np.random.Generator):
