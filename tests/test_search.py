@@ -415,3 +415,22 @@ def test_from_start_says_whether_the_searched_model_is_the_start_point(smoke):
     line = from_start(space.from_values(other), space, ["efficientnet_edgetpu_s"])
     assert f"in 1 of {len(values)} decisions" in line
     assert "random" in from_start(start, space, [])
+
+
+def test_finalists_add_the_start_point_after_the_best():
+    from accelnas.search.trials import finalists
+    from accelnas.space import zoo
+
+    names = ("mobilenet_v2", "mobilenet_edgetpu", "efficientnet_edgetpu_s", "mobilenet_v3_large")
+    a, b, c, d = (zoo.get(n).encode() for n in names)
+    frame = pd.DataFrame({"controller": "evolution", "target": "coral", "trial_id": list("0123"),
+                          "status": "completed", "accuracy": [0.4, 0.39, 0.38, 0.37],
+                          "reward": [0.4, 0.39, 0.38, 0.37], "latency_ms_coral": [5.0] * 4,
+                          "arch": [d, a, b, c]})
+    fin = finalists(frame, 2, "coral", start=[decode(c)])
+    assert list(fin.arch) == [d, a, c] and list(fin.rank1) == [1, 2, 4] and list(fin.start) == [False, False, True]
+    assert list(fin.name) == ["finalist_1", "finalist_2", "finalist_3"]
+    among = finalists(frame, 2, "coral", start=[decode(d)])  # already a finalist: not twice
+    assert list(among.arch) == [d, a] and list(among.start) == [True, False]
+    absent = finalists(frame.iloc[:3], 2, "coral", start=[decode(c)])  # no trial holds it
+    assert list(absent.arch) == [d, a] and not absent.start.any()

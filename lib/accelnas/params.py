@@ -144,6 +144,9 @@ SCHEMA: dict = {
                                    "validation split)", min=0),
     },
     "stage2": {
+        "include_start": Key(bool, True, "also train the search's start points (search.start_from) "
+                             "at stage 2, after the finalists: the searched model replaces a start "
+                             "point only if it beats it there"),
         "finalists": Key(int, 3, "best distinct stage-1 candidates of the target's search trained "
                                  "again at stage 2 with every report seed; the best by stage-2 "
                                  "reward is the searched model", **_POS_INT),

@@ -217,15 +217,20 @@ def composition_summary(comp: pd.DataFrame) -> pd.DataFrame:
 
 
 def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
-              budget: Mapping | None = None) -> pd.DataFrame:
+              budget: Mapping | None = None, start=()) -> pd.DataFrame:
     """The ``n`` best distinct architectures by the search reward among the completed trials of
     the search that targeted ``target`` (`for_target`; all trials when None), best first, named
-    ``finalist_1`` ... (stage 2 trains them again).
+    ``finalist_1`` ... (stage 2 trains them again), with ``rank1`` (the stage-1 rank among the
+    distinct completed trials) and ``start`` (True for a start point).
 
     Distinct means another network: the name is not the model, and with ``budget`` (the stage-2
     proxy section, `accelnas.search.trainings.stage2_budget`) two architectures whose stage-2
     proxies are the same network (e.g. widths that round alike at half width) count once, the
-    better by reward kept: stage 2 would train the same network twice."""
+    better by reward kept: stage 2 would train the same network twice.
+
+    ``start``: the search's start points (ArchSpecs, ``search.start_from``); each one a completed
+    trial holds is added after the ``n`` best when it is not among them (``stage2.include_start``),
+    so the searched model replaces the start point only if it beats it at stage 2."""
     pool = for_target(frame, target) if target else frame
     done = pool[pool.status == "completed"].sort_values("reward", ascending=False)
 
@@ -236,7 +241,12 @@ def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
                               width_mult=float(budget["width_mult"]), num_classes=arch.num_classes)
         return arch.encode()
 
-    top = done[~done.arch.map(identity).duplicated()].head(int(n)).reset_index(drop=True)
+    ids = done.arch.map(identity)
+    starts = {identity(a.encode()) for a in start}
+    distinct = done[~ids.duplicated()].assign(rank1=lambda d: np.arange(1, len(d) + 1),
+                                              start=lambda d: d.arch.map(identity).isin(starts))
+    rest = distinct.iloc[int(n):]
+    top = pd.concat([distinct.head(int(n)), rest[rest.start]]).reset_index(drop=True)
     return top.assign(name=[f"finalist_{i}" for i in range(1, len(top) + 1)])
 
 
@@ -246,10 +256,13 @@ def stage2_ranking(finals: pd.DataFrame, summary: pd.DataFrame, params: Mapping,
     validation accuracy over seeds (``summary``: `accelnas.search.trainings.summarize` of their
     trainings) at the target's latency. Columns: name, arch, stage-1 ``accuracy`` and ``reward``,
     ``accuracy_mean`` / ``accuracy_std`` / ``accuracy_count`` of stage 2, ``stage2_reward``, and
-    ``rank1`` (the stage-1 rank), best first; finalists with no completed training last."""
+    ``rank1`` (the stage-1 rank) and ``start`` (a search start point), best first; finalists with
+    no completed training last."""
     s = params["search"]
     lat = f"latency_ms_{target}"
-    out = finals[["name", "arch", "accuracy", "reward", lat]].assign(rank1=np.arange(1, len(finals) + 1))
+    out = finals[["name", "arch", "accuracy", "reward", lat]].assign(
+        rank1=finals["rank1"] if "rank1" in finals else np.arange(1, len(finals) + 1),
+        start=finals["start"] if "start" in finals else False)
     out = out.merge(summary.drop(columns="kind", errors="ignore"), on="name", how="left")
     ok = out.accuracy_mean.notna() & out[lat].notna()
     out["stage2_reward"] = np.nan
