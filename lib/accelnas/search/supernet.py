@@ -224,8 +224,11 @@ class Supernet:
         """Logits of the path ``enc``. mode: "train" (batch statistics), "calib" (batch statistics,
         folded into the stored ones with ``weight``), "eval" (stored statistics).
 
+        Every layer runs at the candidate's own shapes: its weights are the leading channels and
+        the centre taps of the shared ones, sliced with the path's tensors (one traced graph serves
+        every path; a candidate costs what its own network costs, not the largest one's).
         ``first``/``last`` (1-based, inclusive) run only those stages: with ``first > 1``, ``x`` is
-        the output of stage ``first - 1`` (at that stage's largest width) and the stem is skipped.
+        the output of stage ``first - 1`` at the path's width there, and the stem is skipped.
         ``features``: return the output of every stage run (a list), not the logits (no head).
         ``weights``: another set of the same variables (e.g. a frozen teacher's copy)."""
         import tensorflow as tf
@@ -233,15 +236,17 @@ class Supernet:
         v, s = (self.vars if weights is None else weights), self.stats
         last = len(self.dims) if last is None else int(last)
 
-        def norm(y, name, c_mask=None):
+        def norm(y, name, c):
+            gamma, beta = v[f"{name}/gamma"][:c], v[f"{name}/beta"][:c]
             if mode == "eval":
-                mean, var = s[f"{name}/mean"], s[f"{name}/var"]
+                mean, var = s[f"{name}/mean"][:c], s[f"{name}/var"][:c]
             else:
                 mean, var = tf.nn.moments(y, axes=[0, 1, 2])
                 if mode == "calib":
-                    s[f"{name}/mean"].assign(s[f"{name}/mean"] * (1 - weight) + mean * weight)
-                    s[f"{name}/var"].assign(s[f"{name}/var"] * (1 - weight) + var * weight)
-            return tf.nn.batch_normalization(y, mean, var, v[f"{name}/beta"], v[f"{name}/gamma"], EPS)
+                    for stat, new in (("mean", mean), ("var", var)):
+                        old = s[f"{name}/{stat}"]
+                        old.assign(tf.concat([old[:c] * (1 - weight) + new * weight, old[c:]], 0))
+            return tf.nn.batch_normalization(y, mean, var, beta, gamma, EPS)
 
         def act(y, idx):
             fns = {"relu": tf.nn.relu, "relu6": tf.nn.relu6,
@@ -250,34 +255,26 @@ class Supernet:
                 return fns[self.acts[0]](y)
             return tf.switch_case(idx, [lambda f=fns[a]: f(y) for a in self.acts])
 
-        def taps(k, kmax):
-            r = tf.abs(tf.range(kmax) - kmax // 2) <= k // 2
-            m = tf.cast(tf.logical_and(r[:, None], r[None, :]), tf.float32)
-            return m[:, :, None, None]
+        def kern(name, k, kmax, cin, cout):  # the centre k x k taps, first cin inputs, first cout outputs
+            w = v[name]
+            if kmax > 1:
+                lo = (kmax - k) // 2
+                w = w[lo:lo + k, lo:lo + k]
+            return w[:, :, :cin, :cout]
 
-        def cmask(c, cmax):
-            return tf.cast(tf.sequence_mask(c, cmax), tf.float32)
+        def channels(y):
+            return tf.shape(y)[-1]
 
-        def conv(y, name, stride, k=None, kmax=1):
-            w = v[name] if k is None else v[name] * taps(k, kmax)
-            return tf.nn.conv2d(y, w, stride, "SAME")
-
-        def fit(y, c):  # pad or cut the channel axis to c (the cut channels are zeros)
-            have = y.shape[-1]
-            if have == c:
-                return y
-            if have > c:
-                return y[..., :c]
-            return tf.pad(y, [[0, 0], [0, 0], [0, 0], [0, c - have]])
-
-        y = act(norm(conv(x, "stem_conv", self.stem_stride), "stem_conv_bn"), enc["act"]) if first == 1 else x
+        y = x
+        if first == 1:
+            y = tf.nn.conv2d(x, v["stem_conv"], self.stem_stride, "SAME")
+            y = act(norm(y, "stem_conv_bn", self.stem_channels), enc["act"])
         outs = []
         for i, d in enumerate(self.dims, start=1):
             if i < first or i > last:
                 continue
             st = enc["stages"][i - 1]
             t_idx, k, a_idx, c, reps, mid0, mid1, res0, res1 = (st[n] for n in range(9))
-            out_mask = cmask(c, d.cout)
             for j in range(1, d.repeats + 1):
                 stride = d.stride if j == 1 else 1
                 mid = mid0 if j == 1 else mid1
@@ -285,25 +282,29 @@ class Supernet:
                 pre = f"stage{i}_block{j}"
                 inp = y
 
+                def residual(z, inp=inp, res=res, stride=stride):
+                    if stride != 1:
+                        return z
+                    return tf.cond(res > 0, lambda: z + inp, lambda: z)
+
                 def conv_branch(inp=inp, pre=pre, stride=stride):
-                    z = norm(conv(inp, f"conv/{pre}_conv", stride, k, d.kernel), f"conv/{pre}_conv_bn")
-                    return act(z, a_idx) * out_mask
+                    w = kern(f"conv/{pre}_conv", k, d.kernel, channels(inp), c)
+                    return act(norm(tf.nn.conv2d(inp, w, stride, "SAME"), f"conv/{pre}_conv_bn", c), a_idx)
 
-                def ibn_branch(inp=inp, pre=pre, stride=stride, mid=mid, res=res):
-                    m = cmask(mid, d.mid)
-                    z = act(norm(conv(inp, f"ibn/{pre}_expand_conv", 1), f"ibn/{pre}_expand_conv_bn"), a_idx) * m
-                    w = v[f"ibn/{pre}_dwconv"] * taps(k, d.kernel)
+                def ibn_branch(inp=inp, pre=pre, stride=stride, mid=mid, residual=residual):
+                    z = tf.nn.conv2d(inp, kern(f"ibn/{pre}_expand_conv", 1, 1, channels(inp), mid), 1, "SAME")
+                    z = act(norm(z, f"ibn/{pre}_expand_conv_bn", mid), a_idx)
+                    w = kern(f"ibn/{pre}_dwconv", k, d.kernel, mid, 1)
                     z = tf.nn.depthwise_conv2d(z, w, [1, stride, stride, 1], "SAME")
-                    z = act(norm(z, f"ibn/{pre}_dwconv_bn"), a_idx) * m
-                    z = norm(conv(z, f"ibn/{pre}_project_conv", 1), f"ibn/{pre}_project_conv_bn") * out_mask
-                    return z + tf.cast(res, tf.float32) * fit(inp, d.cout) if stride == 1 else z
+                    z = act(norm(z, f"ibn/{pre}_dwconv_bn", mid), a_idx)
+                    z = tf.nn.conv2d(z, kern(f"ibn/{pre}_project_conv", 1, 1, mid, c), 1, "SAME")
+                    return residual(norm(z, f"ibn/{pre}_project_conv_bn", c))
 
-                def fused_branch(inp=inp, pre=pre, stride=stride, mid=mid, res=res):
-                    m = cmask(mid, d.mid)
-                    z = norm(conv(inp, f"fused/{pre}_fused_conv", stride, k, d.kernel), f"fused/{pre}_fused_conv_bn")
-                    z = act(z, a_idx) * m
-                    z = norm(conv(z, f"fused/{pre}_project_conv", 1), f"fused/{pre}_project_conv_bn") * out_mask
-                    return z + tf.cast(res, tf.float32) * fit(inp, d.cout) if stride == 1 else z
+                def fused_branch(inp=inp, pre=pre, stride=stride, mid=mid, residual=residual):
+                    w = kern(f"fused/{pre}_fused_conv", k, d.kernel, channels(inp), mid)
+                    z = act(norm(tf.nn.conv2d(inp, w, stride, "SAME"), f"fused/{pre}_fused_conv_bn", mid), a_idx)
+                    z = tf.nn.conv2d(z, kern(f"fused/{pre}_project_conv", 1, 1, mid, c), 1, "SAME")
+                    return residual(norm(z, f"fused/{pre}_project_conv_bn", c))
 
                 fns = {"conv": conv_branch, "ibn": ibn_branch, "fused": fused_branch}
                 branches = [fns[t] for t in self.types]
@@ -319,9 +320,10 @@ class Supernet:
         if features:
             return outs
         if self.head_channels:
-            y = act(norm(conv(y, "head_conv", 1), "head_conv_bn"), enc["act"])
+            w = v["head_conv"][:, :, :channels(y), :]
+            y = act(norm(tf.nn.conv2d(y, w, 1, "SAME"), "head_conv_bn", self.head_channels), enc["act"])
         y = tf.reduce_mean(y, axis=[1, 2])
-        return tf.matmul(y, v["logits/kernel"]) + v["logits/bias"]
+        return tf.matmul(y, v["logits/kernel"][:channels(y)]) + v["logits/bias"]
 
     # ---- compiled steps --------------------------------------------------------------------
 
@@ -386,8 +388,8 @@ class Supernet:
 
     def _stage_losses(self, x, enc):
         """Per stage, how far the path's stage is from the teacher's (`stage_loss`): its output
-        against the teacher's output of that stage, given the teacher's input to it (cut to the
-        path's input width)."""
+        against the teacher's output of that stage, given the teacher's input to it (cut or
+        zero-padded to the path's input width; outputs compared at the stage's largest width)."""
         import tensorflow as tf
 
         feats = self._forward(x, self._teacher_enc, "train", features=True, weights=self._teacher)
@@ -396,10 +398,10 @@ class Supernet:
             if i == 1:
                 inp, first = x, 1
             else:
-                c_prev = enc["stages"][i - 2][3]
-                inp, first = feats[i - 2] * tf.cast(tf.sequence_mask(c_prev, d.cin), tf.float32), i
+                inp, first = _fit_channels(feats[i - 2], enc["stages"][i - 2][3], d.cin), i
             out = self._forward(inp, enc, "train", first=first, last=i, features=True)[-1]
-            losses.append(stage_loss(out, tf.stop_gradient(feats[i - 1])))
+            losses.append(stage_loss(_fit_channels(out, d.cout, d.cout),
+                                     tf.stop_gradient(_fit_channels(feats[i - 1], d.cout, d.cout))))
         return tf.stack(losses)
 
     def distill(self, data, teacher: ArchSpec, *, teacher_epochs: int, epochs: int, batch_size: int = 128,
@@ -676,6 +678,14 @@ class Supernet:
             w.assign(arrays[f"s:{k}"])
         self.history = list(side.get("history", []))
         return side
+
+
+def _fit_channels(y, c, cmax: int):
+    """``y``'s first ``c`` channels, zero-padded when it has fewer (``cmax``: the most it may have)."""
+    import tensorflow as tf
+
+    y = tf.pad(y, [[0, 0], [0, 0], [0, 0], [0, cmax - tf.shape(y)[-1]]])
+    return y[..., :c]
 
 
 def stage_loss(out, target):
