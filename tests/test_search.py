@@ -434,3 +434,24 @@ def test_finalists_add_the_start_point_after_the_best():
     assert list(among.arch) == [d, a] and list(among.start) == [True, False]
     absent = finalists(frame.iloc[:3], 2, "coral", start=[decode(c)])  # no trial holds it
     assert list(absent.arch) == [d, a] and not absent.start.any()
+
+
+def test_a_long_search_logs_about_fifty_lines_and_every_new_best(smoke, tmp_path):
+    """Up to 100 trials, a line each; beyond, every (trials // 50)-th trial and each new best."""
+    from accelnas.search.tuner import LOG_ALL_UP_TO, LOG_LINES
+
+    lines = []
+    frame = run_search(smoke, tmp_path, controller="random", trials=120, train_fn=macs_objective,
+                       progress=False, log=lines.append)
+    assert LOG_ALL_UP_TO < 120 and len(frame) == 120
+    done = frame.sort_values("trial_id")
+    best = done.reward.fillna(-np.inf).cummax()
+    new_best = done.trial_id[(done.reward > best.shift(fill_value=-np.inf))]
+    every = {t for t in done.trial_id if int(t) % (120 // LOG_LINES) == 0}
+    logged = {line.split()[1] for line in lines if line.startswith("trial ")}
+    assert logged == every | set(new_best)
+    assert all(("new best" in line) == (line.split()[1] in set(new_best)) for line in lines if line.startswith("trial "))
+    short = []
+    run_search(smoke, tmp_path / "short", controller="random", trials=5, train_fn=macs_objective,
+               progress=False, log=short.append)
+    assert sum(line.startswith("trial ") for line in short) == 5

@@ -88,7 +88,8 @@ class NASTuner(_tuner_base()):
             `proxy_trainer` of the params' ``proxy`` section).
         seed: the search seed (each trial trains with ``seed * 100_003 + trial number``).
         progress: a tqdm bar to advance per finished trial (or None).
-        log: a callable taking one line per finished trial (or None).
+        log: a callable taking one line per finished trial (or None); in a search of more than
+            `LOG_ALL_UP_TO` trials, only per `LOG_LINES`-th of them and each new best reward.
         directory, project_name, overwrite: keras-tuner's project (``overwrite=False`` resumes).
     """
 
@@ -101,6 +102,7 @@ class NASTuner(_tuner_base()):
         self.seed = int(seed)
         self.progress = progress
         self.log = log
+        self._best_logged = -np.inf
         self.controller = oracle.controller  # a worker's oracle becomes keras-tuner's OracleClient
         super().__init__(oracle, **kwargs)
 
@@ -141,7 +143,12 @@ class NASTuner(_tuner_base()):
         if self.progress is not None:
             self.progress.update(1)
         if self.log is not None and rec:
-            self.log(_trial_line(rec))
+            total = getattr(self.oracle, "max_trials", None) or 0
+            every = 1 if total <= LOG_ALL_UP_TO else max(1, total // LOG_LINES)
+            reward = rec.get("reward", -np.inf) if rec.get("status") == "completed" else -np.inf
+            if int(rec["trial_id"]) % every == 0 or reward > self._best_logged:
+                self.log(_trial_line(rec) + ("  new best" if every > 1 and reward > self._best_logged else ""))
+            self._best_logged = max(self._best_logged, reward)
 
     # BaseTuner's model hooks: a trial's model is not kept (the arch string is)
     def save_model(self, trial_id, model, step=0):
@@ -168,6 +175,10 @@ def failure_reason(e: BaseException) -> str:
         return f"out of memory: {str(e).splitlines()[0][:300] if str(e) else name}"
     first = str(e).splitlines()[0][:300] if str(e) else ""
     return f"failed to build or train: {name}: {first}"
+
+
+LOG_ALL_UP_TO = 100  # trials; a longer search logs
+LOG_LINES = 50       # about this many trials, plus each new best
 
 
 def _trial_line(rec: Mapping) -> str:
