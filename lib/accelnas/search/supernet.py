@@ -4,20 +4,22 @@ One network holds every candidate of a `SearchSpace` at the proxy task's size (`
 the same stride rule, width multiplier and classes as a stand-alone proxy training). Weights are
 shared where shapes nest, as in Once-for-All and TuNAS:
 
-* **kernels** by the centre slice: a k x k kernel is the centre of the largest one (the other taps
-  are masked to zero; with "same" padding the centre sits on the same input pixel for every k, so
-  the masked k_max conv equals a k x k conv);
+* **kernels** by the centre slice: a k x k kernel is the centre k x k taps of the largest one
+  (with "same" padding the centre sits on the same input pixel for every k);
 * **widths and expansions** by leading channels: a stage's c output channels are the first c of its
-  largest width, an expanded layer's m channels the first m; the rest are masked to zero after the
-  activation, so a layer never sees more input than the candidate has;
+  largest width, an expanded layer's m channels the first m;
 * **depth** by the first repeats: a stage with r repeats runs its first r blocks; the others pass
   their input through;
 * **block types** as their own branches per block (``tf.switch_case``: only the chosen type runs);
   activations likewise per stage.
 
-The subnet of a candidate is therefore exactly ``build(proxy_arch(candidate))`` with inherited
-weights (`subnet_weights` exports them under the Keras layer names; tests/test_supernet.py checks
-the two agree). Three training rules:
+Each layer runs at the candidate's own shapes, its weights sliced out of the shared ones with the
+path's tensors inside one traced graph, so a candidate costs what its own network costs: 0.43 s
+to calibrate on 256 and score on 500 images at the default proxy, against 0.89 s when every layer
+ran at the largest shapes with the unused channels and taps masked (median of 12 random
+candidates after the first, which traces the graphs: ~30 s; same accuracies). The subnet of a
+candidate is exactly ``build(proxy_arch(candidate))`` with inherited weights (`subnet_weights`
+exports them under the Keras layer names; tests/test_supernet.py checks the two agree). Three training rules:
 
 * ``"distill"`` (`Supernet.distill`, blockwise distillation as in DNA, Li et al. 2020, "Block-wisely
   Supervised Neural Architecture Search with Knowledge Distillation"): a teacher path (the zoo
