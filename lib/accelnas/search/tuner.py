@@ -89,7 +89,8 @@ class NASTuner(_tuner_base()):
         seed: the search seed (each trial trains with ``seed * 100_003 + trial number``).
         progress: a tqdm bar to advance per finished trial (or None).
         log: a callable taking one line per finished trial (or None); in a search of more than
-            `LOG_ALL_UP_TO` trials, only per `LOG_LINES`-th of them and each new best reward.
+            `LOG_ALL_UP_TO` trials, only every (trials // `LOG_LINES`)-th trial and each new best
+            reward (after a resume, the best since the resume).
         directory, project_name, overwrite: keras-tuner's project (``overwrite=False`` resumes).
     """
 
