@@ -455,3 +455,15 @@ def test_a_long_search_logs_about_fifty_lines_and_every_new_best(smoke, tmp_path
     run_search(smoke, tmp_path / "short", controller="random", trials=5, train_fn=macs_objective,
                progress=False, log=short.append)
     assert sum(line.startswith("trial ") for line in short) == 5
+
+
+def test_the_search_bar_redraws_at_most_every_few_seconds(smoke, tmp_path, capsys):
+    """A notebook keeps every redraw of the bar as an output: a search finishing many trials a
+    second must not redraw per trial."""
+    from accelnas.search.tuner import BAR_SECONDS
+
+    t0 = time.perf_counter()
+    run_search(smoke, tmp_path, controller="random", trials=60, train_fn=macs_objective, progress=True, log=None)
+    wall = time.perf_counter() - t0
+    redraws = capsys.readouterr().err.count("\r")
+    assert 1 <= redraws <= 3 + wall / BAR_SECONDS

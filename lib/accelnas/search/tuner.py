@@ -180,6 +180,7 @@ def failure_reason(e: BaseException) -> str:
 
 LOG_ALL_UP_TO = 100  # trials; a longer search logs
 LOG_LINES = 50       # about this many trials, plus each new best
+BAR_SECONDS = 5.0    # the search's progress bar redraws at most this often
 
 
 def _trial_line(rec: Mapping) -> str:
@@ -483,7 +484,9 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
             from tqdm.auto import tqdm
 
             sys.stdout.flush()
-            bar = tqdm(total=su.oracle.max_trials, initial=done, unit="trial",
+            # redrawn at most every BAR_SECONDS: in a notebook each redraw is another output, and
+            # a supernet search finishes several trials a second
+            bar = tqdm(total=su.oracle.max_trials, initial=done, unit="trial", mininterval=BAR_SECONDS,
                        desc=f"search ({ctrl}, {params['target_accelerator']})")
         tuner.progress, tuner.log = bar, _beside_bar(log, bar)
         try:
