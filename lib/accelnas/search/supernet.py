@@ -17,7 +17,8 @@ Each layer runs at the candidate's own shapes, its weights sliced out of the sha
 path's tensors inside one traced graph, so a candidate costs what its own network costs: 0.43 s
 to calibrate on 256 and score on 500 images at the default proxy, against 0.89 s when every layer
 ran at the largest shapes with the unused channels and taps masked (median of 12 random
-candidates after the first, which traces the graphs: ~30 s; same accuracies). The subnet of a
+candidates after the first, which traces the graphs: 36 s in `benchmarks/proxy_bench.py`; same
+accuracies). The subnet of a
 candidate is exactly ``build(proxy_arch(candidate))`` with inherited weights (`subnet_weights`
 exports them under the Keras layer names; tests/test_supernet.py checks the two agree). Three training rules:
 

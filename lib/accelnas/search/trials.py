@@ -241,10 +241,11 @@ def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
                               width_mult=float(budget["width_mult"]), num_classes=arch.num_classes)
         return arch.encode()
 
-    ids = done.arch.map(identity)
+    ids = done.arch.map(identity)  # once per trial: a supernet search has a thousand
+    first = ~ids.duplicated()
     starts = {identity(a.encode()) for a in start}
-    distinct = done[~ids.duplicated()].assign(rank1=lambda d: np.arange(1, len(d) + 1),
-                                              start=lambda d: d.arch.map(identity).isin(starts))
+    distinct = done[first].assign(rank1=np.arange(1, int(first.sum()) + 1),
+                                  start=ids[first].isin(starts).to_numpy())
     rest = distinct.iloc[int(n):]
     top = pd.concat([distinct.head(int(n)), rest[rest.start]]).reset_index(drop=True)
     return top.assign(name=[f"finalist_{i}" for i in range(1, len(top) + 1)])
