@@ -1,6 +1,6 @@
 """How far the stage-1 ranking can be trusted: stage-1 evaluators against a longer stage-2 training.
 
-    python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12]
+    python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12] [--candidate-seed N]
         [--stage2-subset N] [--stage2-epochs N] [--seeds 0,1,2,3] [--no-standalone]
         [--cache DIR] [--supernet-file F] [--set supernet.rule=distill] [--json]
 
@@ -53,6 +53,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
     ap.add_argument("--candidates", type=int, default=12)
+    ap.add_argument("--candidate-seed", type=int, default=None,
+                    help="seed of the correlation candidates' sample (default: the params' seed); another "
+                         "seed draws a second, held-out set with the same spread over latency")
     ap.add_argument("--stage2-subset", type=int, default=None, help="default: the params' stage2.subset")
     ap.add_argument("--stage2-epochs", type=int, default=None, help="default: the params' stage2.epochs")
     ap.add_argument("--seeds", default="0,1,2,3",
@@ -86,8 +89,8 @@ def main(argv=None) -> dict:
     su = setup(params)
     pr = params["proxy"]
     data1 = load_proxy(params)
-    cands = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates,
-                                   params["seed"])
+    cseed = params["seed"] if args.candidate_seed is None else args.candidate_seed
+    cands = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates, cseed)
     say(f"{len(cands)} candidates; stage 1 on {len(data1.y_train)} train / {len(data1.y_val)} val images")
     rows = [{"name": a.name, "arch": a.encode(),
              "latency_ms": su.screen.latencies(a)[params["target_accelerator"]]} for a in cands]
@@ -148,7 +151,7 @@ def main(argv=None) -> dict:
                                                                 "n": v["n"]}
                for k, v in fid["kendall"].items()}
     spread = fid.get("seed_spread")
-    out = {"params": args.params, "stage1": {"proxy": pr, "supernet": params["supernet"]},
+    out = {"params": args.params, "candidate_seed": cseed, "stage1": {"proxy": pr, "supernet": params["supernet"]},
            "stage2": {"subset": budget2["subset"], "epochs": budget2["epochs"], "seeds": seeds},
            "kendall_vs_stage2": summary, "stage2_seed_spread": spread, "stage2_ceiling": fid.get("ceiling"),
            "cost_s": cost,

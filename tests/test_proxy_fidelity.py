@@ -59,6 +59,16 @@ def test_correlation_candidates_span_the_latency_range(smoke):
     assert [a.encode() for a in again] == [a.encode() for a in cands]
 
 
+def test_another_candidate_seed_draws_a_held_out_set(smoke):
+    # benchmarks/proxy_bench.py --candidate-seed: a second set to check a choice made on the first
+    su = setup(smoke)
+    strip = lambda cands: {a.replace(name="x").encode() for a in cands}  # noqa: E731
+    first = F.correlation_candidates(su.space, su.screen, "coral", 6, seed=0)
+    second = F.correlation_candidates(su.space, su.screen, "coral", 6, seed=1)
+    assert strip(first[:-1]).isdisjoint(strip(second[:-1]))
+    assert first[-1].encode() == second[-1].encode()  # the skeleton is in both
+
+
 @pytest.mark.slow
 def test_measure_scores_stage1_and_stage2_and_reuses_trainings(smoke, tmp_path):
     p = params_mod.override(smoke, {"search.evaluator": "standalone", "stage2.subset": 256})
