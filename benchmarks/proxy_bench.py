@@ -1,6 +1,6 @@
 """How far the stage-1 ranking can be trusted: stage-1 evaluators against a longer stage-2 training.
 
-    python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12] [--candidate-seed N]
+    python benchmarks/proxy_bench.py [--params params/default.yaml] [--candidates 12] [--candidate-seed 0,1]
         [--stage2-subset N] [--stage2-epochs N] [--seeds 0,1,2,3] [--no-standalone]
         [--cache DIR] [--supernet-file F] [--set supernet.rule=distill] [--json]
 
@@ -53,9 +53,10 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default=str(ROOT / "params" / "default.yaml"))
     ap.add_argument("--candidates", type=int, default=12)
-    ap.add_argument("--candidate-seed", type=int, default=None,
-                    help="seed of the correlation candidates' sample (default: the params' seed); another "
-                         "seed draws a second, held-out set with the same spread over latency")
+    ap.add_argument("--candidate-seed", default=None,
+                    help="seed(s) of the correlation candidates' sample (default: the params' seed); another "
+                         "seed draws a second, held-out set with the same spread over latency; several "
+                         "(0,1) pool their sets (the skeleton once) and print Kendall tau per set too")
     ap.add_argument("--stage2-subset", type=int, default=None, help="default: the params' stage2.subset")
     ap.add_argument("--stage2-epochs", type=int, default=None, help="default: the params' stage2.epochs")
     ap.add_argument("--seeds", default="0,1,2,3",
@@ -89,11 +90,17 @@ def main(argv=None) -> dict:
     su = setup(params)
     pr = params["proxy"]
     data1 = load_proxy(params)
-    cseed = params["seed"] if args.candidate_seed is None else args.candidate_seed
-    cands = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates, cseed)
+    cseeds = ([int(params["seed"])] if args.candidate_seed is None else
+              [int(s) for s in str(args.candidate_seed).split(",") if s.strip()])
+    cands, sets = [], []
+    for i, cs in enumerate(cseeds):  # a later set's names carry its seed; the skeleton is in the first only
+        drawn = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates, cs)
+        drawn = drawn if i == 0 else [a.replace(name=f"{a.name}_s{cs}") for a in drawn[:args.candidates]]
+        cands += drawn
+        sets += [cs] * len(drawn)
     say(f"{len(cands)} candidates; stage 1 on {len(data1.y_train)} train / {len(data1.y_val)} val images")
-    rows = [{"name": a.name, "arch": a.encode(),
-             "latency_ms": su.screen.latencies(a)[params["target_accelerator"]]} for a in cands]
+    rows = [{"name": a.name, "set": cs, "arch": a.encode(),
+             "latency_ms": su.screen.latencies(a)[params["target_accelerator"]]} for a, cs in zip(cands, sets)]
     cost = {}
 
     t = time.perf_counter()
@@ -151,9 +158,16 @@ def main(argv=None) -> dict:
                                                                 "n": v["n"]}
                for k, v in fid["kendall"].items()}
     spread = fid.get("seed_spread")
-    out = {"params": args.params, "candidate_seed": cseed, "stage1": {"proxy": pr, "supernet": params["supernet"]},
+    by_set = {}
+    if len(cseeds) > 1:
+        frame = pd.DataFrame(rows)
+        for cs in cseeds:
+            k = fidelity_summary(frame[frame.set == cs], evaluators)["kendall"]
+            by_set[cs] = {("latency_only" if e == "latency only" else e): {"tau": v["tau"], "ci95": [v["ci_low"], v["ci_high"]],
+                                                                           "n": v["n"]} for e, v in k.items()}
+    out = {"params": args.params, "candidate_seeds": cseeds, "stage1": {"proxy": pr, "supernet": params["supernet"]},
            "stage2": {"subset": budget2["subset"], "epochs": budget2["epochs"], "seeds": seeds},
-           "kendall_vs_stage2": summary, "stage2_seed_spread": spread, "stage2_ceiling": fid.get("ceiling"),
+           "kendall_vs_stage2": summary, "kendall_by_set": by_set, "stage2_seed_spread": spread, "stage2_ceiling": fid.get("ceiling"),
            "cost_s": cost,
            "rows": rows, "cpu_count": os.cpu_count()}
     if args.json:
@@ -165,6 +179,9 @@ def main(argv=None) -> dict:
                   + f" {r['stage2']:8.3f}")
         for e, s in summary.items():
             print(f"Kendall tau({e}, stage 2) = {s['tau']:+.3f}  95% CI [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]  n={s['n']}")
+        for cs, k in by_set.items():
+            print(f"  candidate seed {cs}: " + ", ".join(f"{e} {v['tau']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
+                                                         for e, v in k.items()) + f" (n={next(iter(k.values()))['n']})")
         print(f"stage-2 seed spread (mean max - min over seeds): {spread}")
         c = fid.get("ceiling")
         if c:

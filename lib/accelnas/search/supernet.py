@@ -38,7 +38,9 @@ meanings and the supernet stays near chance (uniform, 35 epochs in 862 s: subnet
 Kendall tau against stage 2 +0.05); distilled, its subnets score 0.18-0.37 and rank at +0.31
 (6 + 20 epochs, 972 s on a busier machine, offsets counted in the stage loss), +0.36 with them
 free (`stage_loss`), and 0.25-0.40 / +0.39 after 6 + 40 epochs (1,289 s); against stage 2 with
-4 seeds (a less noisy reference) +0.44, where the stand-alone proxy ranks at +0.64. BatchNorm uses batch
+4 seeds (a less noisy reference) +0.44, where the stand-alone proxy ranks at +0.64; the default
+6 + 20 epochs rank a second, held-out set of 12 at +0.40 and all 25 at +0.37 (stand-alone: +0.79,
++0.68; `--candidate-seed 0,1`). BatchNorm uses batch
 statistics while training; a candidate is scored after recalibrating every BatchNorm on training
 images with its own path (the statistics of a shared layer differ per subnet), then evaluated on
 the validation split.
