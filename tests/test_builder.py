@@ -44,3 +44,17 @@ def test_forward_pass_and_bn_momentum(keras):
     assert y.shape == (2, 10) and np.allclose(y.sum(axis=1), 1, atol=1e-4)
     assert m.get_layer("stem_conv_bn").momentum == 0.9
     assert m.get_layer("dropout").rate == 0.2
+
+
+def test_any_architecture_name_builds(keras):
+    # Keras refuses root scope names such as "cand0@1" (proxy_bench named held-out candidates so)
+    from accelnas.space.builder import build, model_name
+
+    import numpy as np
+
+    arch = zoo.get("efficientnet_edgetpu_s").replace(name="cand0@1 (held out)")
+    m = build(arch, resolution=32, num_classes=10)
+    assert m.name == "cand0_1__held_out_"
+    assert m.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0).shape == (2, 10)
+    assert model_name("_x") == "m_x" and model_name("") == "m" and model_name("ok.name-1") == "ok.name-1"
+    keras.backend.clear_session()

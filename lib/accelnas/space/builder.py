@@ -5,6 +5,8 @@ for the BatchNorm and activation layers folded into an op, so a built model maps
 """
 from __future__ import annotations
 
+import re
+
 from accelnas.space.arch import ArchSpec
 from accelnas.space.graph import OpGraph, from_arch
 
@@ -12,6 +14,14 @@ _ACTIVATIONS = {  # op activation -> Keras activation identifier
     "relu": "relu", "relu6": "relu6", "hswish": "hard_swish", "swish": "swish",
     "sigmoid": "sigmoid", "hsigmoid": "hard_sigmoid", "softmax": "softmax",
 }
+
+
+def model_name(name: str) -> str:
+    """``name`` as a Keras model name: Keras refuses a root scope name outside
+    ``[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*`` (e.g. ``cand0@1`` or one with a space), so other characters
+    become ``_``."""
+    out = re.sub(r"[^A-Za-z0-9_.\\/>-]", "_", name)
+    return out if re.match(r"[A-Za-z0-9.]", out) else f"m{out}"
 
 
 def build(arch: ArchSpec, resolution: int | None = None, num_classes: int | None = None, *,
@@ -77,4 +87,4 @@ def build_graph(graph: OpGraph, *, bn_momentum: float = 0.9, dropout: float = 0.
         if op.activation:
             y = layers.Activation(_ACTIVATIONS[op.activation], name=f"{op.name}_{op.activation}")(y)
         t[op.name] = y
-    return keras.Model(inputs, t[graph.ops[-1].name], name=graph.name)
+    return keras.Model(inputs, t[graph.ops[-1].name], name=model_name(graph.name))
