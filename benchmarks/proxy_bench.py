@@ -91,7 +91,7 @@ def main(argv=None) -> dict:
     pr = params["proxy"]
     data1 = load_proxy(params)
     cseeds = ([int(params["seed"])] if args.candidate_seed is None else
-              [int(s) for s in str(args.candidate_seed).split(",") if s.strip()])
+              list(dict.fromkeys(int(s) for s in str(args.candidate_seed).split(",") if s.strip())))
     cands, sets = [], []
     for i, cs in enumerate(cseeds):  # a later set's names carry its seed; the skeleton is in the first only
         drawn = correlation_candidates(su.space, su.screen, params["target_accelerator"], args.candidates, cs)
@@ -154,17 +154,18 @@ def main(argv=None) -> dict:
     import pandas as pd
 
     fid = fidelity_summary(pd.DataFrame(rows), evaluators)
-    summary = {("latency_only" if k == "latency only" else k): {"tau": v["tau"], "ci95": [v["ci_low"], v["ci_high"]],
-                                                                "n": v["n"]}
-               for k, v in fid["kendall"].items()}
+
+    def as_json(kendall: dict) -> dict:
+        return {("latency_only" if k == "latency only" else k): {"tau": v["tau"], "ci95": [v["ci_low"], v["ci_high"]],
+                                                                 "n": v["n"]} for k, v in kendall.items()}
+
+    summary = as_json(fid["kendall"])
     spread = fid.get("seed_spread")
     by_set = {}
     if len(cseeds) > 1:
         frame = pd.DataFrame(rows)
         for cs in cseeds:
-            k = fidelity_summary(frame[frame.set == cs], evaluators)["kendall"]
-            by_set[cs] = {("latency_only" if e == "latency only" else e): {"tau": v["tau"], "ci95": [v["ci_low"], v["ci_high"]],
-                                                                           "n": v["n"]} for e, v in k.items()}
+            by_set[cs] = as_json(fidelity_summary(frame[frame.set == cs], evaluators)["kendall"])
     out = {"params": args.params, "candidate_seeds": cseeds, "stage1": {"proxy": pr, "supernet": params["supernet"]},
            "stage2": {"subset": budget2["subset"], "epochs": budget2["epochs"], "seeds": seeds},
            "kendall_vs_stage2": summary, "kendall_by_set": by_set, "stage2_seed_spread": spread, "stage2_ceiling": fid.get("ceiling"),
@@ -179,7 +180,7 @@ def main(argv=None) -> dict:
                   + f" {r['stage2']:8.3f}")
         for e, s in summary.items():
             print(f"Kendall tau({e}, stage 2) = {s['tau']:+.3f}  95% CI [{s['ci95'][0]:+.3f}, {s['ci95'][1]:+.3f}]  n={s['n']}")
-        for cs, k in by_set.items():
+        for cs, k in ((cs, k) for cs, k in by_set.items() if k):
             print(f"  candidate seed {cs}: " + ", ".join(f"{e} {v['tau']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]"
                                                          for e, v in k.items()) + f" (n={next(iter(k.values()))['n']})")
         print(f"stage-2 seed spread (mean max - min over seeds): {spread}")
