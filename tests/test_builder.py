@@ -48,9 +48,9 @@ def test_forward_pass_and_bn_momentum(keras):
 
 def test_any_architecture_name_builds(keras):
     # Keras refuses root scope names such as "cand0@1" (proxy_bench named held-out candidates so)
-    from accelnas.space.builder import build, model_name
-
     import numpy as np
+
+    from accelnas.space.builder import build, model_name
 
     arch = zoo.get("efficientnet_edgetpu_s").replace(name="cand0@1 (held out)")
     m = build(arch, resolution=32, num_classes=10)
