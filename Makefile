@@ -1,5 +1,6 @@
 # accelnas: everything installs from this file and pyproject.toml, from nothing.
 #   make test    create .venv (pip install -e ".[test]" + the python3 kernel), run pytest
+#   make test-fast  the tests not marked slow (a few minutes)
 #   make run     accelnas run $(PARAMS)  (default params/default.yaml) -> outputs/<run_name>/
 #   make smoke   accelnas run params/smoke.yaml (minutes)
 #   make lab     JupyterLab on the repository, opened at notebooks/
@@ -15,7 +16,7 @@ ifneq ($(wildcard ../shared/data/cifar10.npz),)
 export ACCELNAS_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: venv test run smoke search lab bench clean
+.PHONY: venv test test-fast run smoke search lab bench clean
 
 $(BIN)/activate: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +29,9 @@ venv: $(BIN)/activate
 
 test: venv
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 run: venv
 	$(BIN)/accelnas run $(PARAMS)

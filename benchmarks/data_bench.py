@@ -2,7 +2,7 @@
 ``model.fit`` on in-memory, pre-normalized NumPy arrays (no augmentation), same model.
 
 The target (issue 4) is the pipeline within 10 % of in-memory training. Both paths train the same
-compiled proxy model (`accelnas.search.train.compile_model`). After one warm-up run of each (graph
+compiled proxy model (`accelnas.train.proxy_train.compile_model`). After one warm-up run of each (graph
 tracing), the two paths alternate ``--repeats`` timed runs of ``--epochs`` epoch(s), and the
 figure is the median ratio of adjacent (pipeline, memory) pairs, so that the load other processes
 put on a shared 2-core machine (which moves throughput by 30 % or more from minute to minute) hits
@@ -63,10 +63,10 @@ def main(argv=None) -> int:
 
     from accelnas.space import zoo
     from accelnas.space.builder import build
-    from accelnas.search.data import load_arrays
+    from accelnas.train.data import load_arrays
     from accelnas.space.graph import from_arch
-    from accelnas.search.proxy import proxy_arch
-    from accelnas.search.train import compile_model
+    from accelnas.train.proxy import proxy_arch
+    from accelnas.train.proxy_train import compile_model
 
     d = load_arrays(args.dataset, subset=args.images, seed=0, image_size=args.resolution)
     n = len(d.y_train)

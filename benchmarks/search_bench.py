@@ -20,7 +20,7 @@ warm start would give every controller the same first trial.
 Objectives (``--objective``), all on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10.npz``, ...):
 
 - ``naswot`` (default): the zero-cost NASWOT score of Mellor et al. 2021 ("Neural Architecture
-  Search without Training"): the candidate's proxy (`accelnas.search.proxy.proxy_arch`: 32 px, width
+  Search without Training"): the candidate's proxy (`accelnas.train.proxy.proxy_arch`: 32 px, width
   ``NASWOT_WIDTH``, 10 classes, the stride rule of the proxy task) is built with Keras at its
   seeded initialisation (seed ``OBJECTIVE_SEED``); one fixed batch of ``NASWOT_BATCH`` normalized
   CIFAR-10 training images goes through it (BatchNorm in training mode); every activation (ReLU,
@@ -38,7 +38,7 @@ Objectives (``--objective``), all on real CIFAR-10 (``$ACCELNAS_DATA_DIR/cifar10
   on this space it agreed only weakly with a 3-epoch proxy training (``CALIBRATION``). The
   benchmark thus compares the controllers as optimisers of a real, data-dependent, deterministic
   objective under the real latency model; it does not predict final accuracies.
-- ``tiny-train``: a tiny real training (`accelnas.search.train.train_proxy`: ``TINY_TRAIN`` budget on a
+- ``tiny-train``: a tiny real training (`accelnas.train.proxy_train.train_proxy`: ``TINY_TRAIN`` budget on a
   ``TINY_TRAIN["subset"]``-image class-balanced training subset, accuracy on the held-out validation
   split). Real, but ~30-50 s per architecture on 2 busy cores: use it with small --trials.
 - ``supernet``: the candidate's subnet on the params' weight-sharing supernet
@@ -149,7 +149,7 @@ class NaswotObjective:
         import tensorflow as tf
 
         from accelnas.space.builder import build
-        from accelnas.search.proxy import proxy_arch
+        from accelnas.train.proxy import proxy_arch
 
         p = proxy_arch(arch, resolution=self.resolution, width_mult=self.width_mult,
                        num_classes=self.num_classes)
@@ -188,7 +188,7 @@ class TinyTrainObjective:
                 **self.budget}
 
     def __call__(self, arch, data, seed) -> dict:
-        from accelnas.search.train import train_proxy
+        from accelnas.train.proxy_train import train_proxy
 
         r = train_proxy(arch, data, seed=self.seed, **self.budget)
         return {"accuracy": float(r.accuracy), "val_loss": float(r.val_loss),
@@ -261,7 +261,7 @@ class Cached:
 
 
 def load_data(objective: str, fast: bool):
-    from accelnas.search.data import load_arrays
+    from accelnas.train.data import load_arrays
 
     subset = NASWOT_SUBSET
     if objective == "tiny-train":
@@ -403,7 +403,7 @@ def main(argv=None) -> dict:
     checkpoints = sorted({max(1, round(a.trials * f)) for f in (0.25, 0.5, 0.75, 1.0)})
 
     if a.objective == "supernet":
-        from accelnas.search.data import load_proxy
+        from accelnas.train.data import load_proxy
 
         data = load_proxy(params)
         fn = SupernetObjective(params, data, Path(a.supernet_file), log=say)

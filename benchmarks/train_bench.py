@@ -30,9 +30,9 @@ import numpy as np  # noqa: E402
 
 from accelnas import params as params_mod  # noqa: E402
 from accelnas.latency.accelerator import load_accelerators  # noqa: E402
-from accelnas.search.data import load_arrays  # noqa: E402
-from accelnas.search.proxy import MIN_FEATURE  # noqa: E402
-from accelnas.search.train import (DEFAULT_LEARNING_RATE, OPTIMIZERS, TrainingDiverged,  # noqa: E402
+from accelnas.train.data import load_arrays  # noqa: E402
+from accelnas.train.proxy import MIN_FEATURE  # noqa: E402
+from accelnas.train.proxy_train import (DEFAULT_LEARNING_RATE, OPTIMIZERS, TrainingDiverged,  # noqa: E402
                                    train_proxy)
 from accelnas.search.tuner import setup  # noqa: E402
 from accelnas.space import zoo  # noqa: E402
@@ -65,7 +65,7 @@ def supernet_rate(p, space, data, proxy, epochs: int, seed: int, limit: float, s
     """Train the params' supernet for ``epochs`` epochs and return its images/s and GFLOP/s
     (useful: the sampled subnets' MACs; executed: with every sampled block at its largest kernel,
     expansion and width, what the masks compute), both from 64 paths of the same sampler."""
-    from accelnas.search.proxy import proxy_arch
+    from accelnas.train.proxy import proxy_arch
     from accelnas.search.supernet import supernet_for
     from accelnas.space.graph import from_arch
 

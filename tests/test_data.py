@@ -1,4 +1,4 @@
-"""Dataset resolution (`accelnas.search.data.load_arrays`) and the tf.data pipeline (`make_pipeline`).
+"""Dataset resolution (`accelnas.train.data.load_arrays`) and the tf.data pipeline (`make_pipeline`).
 
 The CIFAR-10 tests read ``cifar10.npz`` from the `cifar_dir` fixture (tests/conftest.py:
 ``$ACCELNAS_DATA_DIR`` or ../shared/data beside the checkout; skipped when neither holds it). The
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelnas.search import data
-from accelnas.search.data import load_arrays, make_pipeline
+from accelnas.train import data
+from accelnas.train.data import load_arrays, make_pipeline
 
 @pytest.fixture(scope="module")
 def cifar(cifar_dir):

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from accelnas.space import zoo
-from accelnas.search.trainings import CACHE_FILE, load_cache, summarize, train_models
+from accelnas.train.cache import CACHE_FILE, load_cache, summarize, train_models
 
 PROXY = {"subset": 256, "epochs": 1, "resolution": 16, "batch_size": 64, "width_mult": 0.25}
 MODELS = [("v3s", "baseline", zoo.get("mobilenet_v3_small")),
@@ -63,7 +63,7 @@ def test_duplicate_names_are_rejected(tmp_path):
 
 @pytest.mark.slow
 def test_real_training_on_synthetic_data(tmp_path):
-    from accelnas.search.data import load_arrays
+    from accelnas.train.data import load_arrays
 
     data = load_arrays("synthetic", subset=256, image_size=16)
     df = train_models(MODELS[:1], lambda: data, PROXY, [0], run_dir=tmp_path, dataset="synthetic",
@@ -74,7 +74,7 @@ def test_real_training_on_synthetic_data(tmp_path):
 
 
 def test_proxy_resolution_follows_the_deployment_resolution():
-    from accelnas.search.trainings import proxy_for
+    from accelnas.train.cache import proxy_for
 
     base = zoo.get("efficientnet_edgetpu_s")
     assert proxy_for(base, dict(PROXY, resolution=32), 224)["resolution"] == 32
@@ -123,7 +123,7 @@ def test_kept_models_are_saved_and_a_lost_file_is_trained_again(tmp_path):
 
 def test_stage2_budget_takes_stage2_images_epochs_and_width():
     from accelnas import params as params_mod
-    from accelnas.search.trainings import stage2_budget
+    from accelnas.train.cache import stage2_budget
 
     p = params_mod.load_dict({"proxy": {"subset": 3000, "epochs": 3, "width_mult": 0.5, "val_images": 700},
                               "stage2": {"subset": 9000, "epochs": 7, "width_mult": 0.75}})

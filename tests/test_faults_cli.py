@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from accelnas import cli
-from accelnas.search import data
+from accelnas.train import data
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCELNAS = [sys.executable, "-m", "accelnas.cli"]

@@ -19,7 +19,7 @@ import nbformat
 import pytest
 
 from accelnas import cli, runner, schema
-from accelnas.search import data
+from accelnas.train import data
 from accelnas.runner import NotebookFailed, RunConflict, RunLocked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -348,7 +348,7 @@ def test_locate_dataset_finds_what_the_loader_would(tmp_path, no_cifar):
     (tmp_path / "imgs" / "val").mkdir()
     assert data.locate_dataset("folder:imgs", cwd=tmp_path) == str(tmp_path / "imgs")
 
-    no_tf = ("import sys\nfrom accelnas.search import data\nfor spec in ('cifar10', 'folder:x'):\n"
+    no_tf = ("import sys\nfrom accelnas.train import data\nfor spec in ('cifar10', 'folder:x'):\n"
              "    try:\n        data.locate_dataset(spec)\n    except FileNotFoundError:\n"
              "        pass\nassert not {'tensorflow', 'keras'} & set(sys.modules), 'imported TF'")
     subprocess.run([sys.executable, "-c", no_tf], check=True, cwd=tmp_path)

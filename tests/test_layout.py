@@ -1,6 +1,6 @@
 """The library's layout: one subpackage per stage, imports pointing one way, no cycles.
 
-Stages in workbook order (`accelnas/__init__.py`): space -> latency -> search -> scaling -> report,
+Stages in workbook order (`accelnas/__init__.py`): space -> latency -> train -> search -> scaling -> report,
 then the workbook shell (params, run, runner, cli). A module may import from its own stage and the
 stages before it, never from a later one; `io` and `schema` are leaves that import nothing of ours.
 Every import counts, also those inside functions (a lazy import is still a dependency); only
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 LIB = Path(__file__).resolve().parents[1] / "lib" / "accelnas"
-STAGES = ("space", "latency", "search", "scaling", "report")
+STAGES = ("space", "latency", "train", "search", "scaling", "report")
 SHELL = ("params", "run", "runner", "cli")
 LEAVES = ("io", "schema")
 

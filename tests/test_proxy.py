@@ -1,4 +1,4 @@
-"""The proxy-task rule (`accelnas.search.proxy`): width, resolution, classes and the stride schedule."""
+"""The proxy-task rule (`accelnas.train.proxy`): width, resolution, classes and the stride schedule."""
 import sys
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 from accelnas import params
 from accelnas.space import zoo
 from accelnas.space.arch import arch_from_strings, make_divisible
-from accelnas.search.proxy import (MIN_FEATURE, describe, final_feature, proxy_arch, stride_changes, stride_schedule)
+from accelnas.train.proxy import (MIN_FEATURE, describe, final_feature, proxy_arch, stride_changes, stride_schedule)
 from accelnas.space.search_space import SearchSpace
 
 
@@ -25,7 +25,7 @@ def _candidates():
 def test_pure_module_imports_no_tensorflow():
     import subprocess
 
-    code = ("import sys, accelnas.search.proxy; "
+    code = ("import sys, accelnas.train.proxy; "
             "sys.exit(1 if any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 

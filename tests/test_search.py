@@ -91,7 +91,7 @@ def test_resume_after_kill_continues_exactly(smoke, tmp_path):
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(smoke, tmp_path):
-    from accelnas.search.train import TrainingDiverged
+    from accelnas.train.proxy_train import TrainingDiverged
 
     n = []
 

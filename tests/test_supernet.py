@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from accelnas import params
-from accelnas.search.data import load_arrays, make_pipeline
-from accelnas.search.proxy import proxy_arch
+from accelnas.train.data import load_arrays, make_pipeline
+from accelnas.train.proxy import proxy_arch
 from accelnas.search.supernet import Supernet, stage_loss
 from accelnas.space.search_space import SearchSpace
 

@@ -1,4 +1,4 @@
-"""Proxy training (`accelnas.search.train`): results, determinism, divergence, memory, real CIFAR-10.
+"""Proxy training (`accelnas.train.proxy_train`): results, determinism, divergence, memory, real CIFAR-10.
 
 The fast tests train a tiny network on the generated ``synthetic`` dataset at 16 px (a few
 seconds each, mostly graph tracing). The CIFAR-10 test reads ``$ACCELNAS_DATA_DIR/cifar10.npz``
@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from accelnas.search import data as data_mod
+from accelnas.train import data as data_mod
 from accelnas.space.arch import arch_from_strings, decode_arch
-from accelnas.search.data import load_arrays
-from accelnas.search.proxy import proxy_arch
+from accelnas.train.data import load_arrays
+from accelnas.train.proxy import proxy_arch
 
 tf = pytest.importorskip("tensorflow")
-from accelnas.search.train import (MAX_LOSS, TrainingDiverged, TrainResult, compile_model,  # noqa: E402
+from accelnas.train.proxy_train import (MAX_LOSS, TrainingDiverged, TrainResult, compile_model,  # noqa: E402
                                    evaluate, train_proxy)
 
 TINY = arch_from_strings("tiny", "conv_k3_s2_c16", ["ibn_r1_k3_s2_e2_c16", "fused_r1_k3_s2_e2_c24"],
@@ -160,8 +160,8 @@ def test_recalibrate_batchnorm_sets_batch_statistics(synth):
     import keras
 
     from accelnas.space.builder import build
-    from accelnas.search.data import make_pipeline
-    from accelnas.search.train import recalibrate_batchnorm
+    from accelnas.train.data import make_pipeline
+    from accelnas.train.proxy_train import recalibrate_batchnorm
 
     keras.backend.clear_session()
     model = build(proxy_arch(TINY, resolution=RES, width_mult=1.0, num_classes=10))

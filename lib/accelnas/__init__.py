@@ -12,7 +12,8 @@ using only the ones before it (tests/test_layout.py checks it)::
 
     space/     architectures, block types, zoo, op graph, Keras builder, search space   (notebook 01)
     latency/   accelerators, simulator, APM, calibration, measurement, deployability      (02)
-    search/    data, proxy training, oracles, reward, keras-tuner search, trials          (03)
+    train/     data (in memory or streamed), tf.distribute strategy, training, its cache  (03-05)
+    search/    supernet, oracles, reward, keras-tuner search, trials                      (03)
     scaling/   compound scaling toward latency targets                                    (04)
     report/    Pareto fronts, comparison with the baselines, report.html                  (05)
 

@@ -30,7 +30,7 @@ from accelnas import params as P
 from accelnas.io import atomic_write_bytes, write_json, write_parquet
 from accelnas.latency.accelerator import Accelerator, load_accelerators
 from accelnas.report.html import EXECUTED_DIR, MANIFEST_NAME, REPORT_NAME
-from accelnas.search.trainings import CACHE_FILE, WEIGHTS_DIR
+from accelnas.train.cache import CACHE_FILE, WEIGHTS_DIR
 from accelnas.search.trials import BEST_ARCHS_FILE, SEARCH_DIR
 from accelnas.space.search_space import SearchSpace
 

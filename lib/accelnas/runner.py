@@ -6,7 +6,7 @@ fails at once rather than at notebook 03:
 * the params file is validated (accelerator names and YAML paths included: they must resolve);
 * the notebooks are found (and ``only`` selects some of them);
 * the dataset, when a selected notebook reads it (`DATA_NOTEBOOKS`: 03, 04, 05), can be resolved
-  (`accelnas.search.data.locate_dataset`, without loading it or importing TensorFlow);
+  (`accelnas.train.data.locate_dataset`, without loading it or importing TensorFlow);
 * the run folder ``<outputs_root>/<run_name>/`` is not in use (`run_lock`: one invocation per run
   folder at a time; a second one is refused with `RunLocked`);
 * a run folder that already holds a run (its ``manifest.json``) was made with the same params
@@ -284,7 +284,7 @@ def check_inputs(params: Mapping[str, Any], notebooks: Sequence[Path],
     """
     if not any(nb.name[:2] in DATA_NOTEBOOKS for nb in notebooks):
         return {}
-    from accelnas.search.data import locate_dataset
+    from accelnas.train.data import locate_dataset
 
     return {"dataset": locate_dataset(params["dataset"], cwd)}
 
@@ -523,7 +523,7 @@ def run(params_path: str | os.PathLike, notebooks_dir: str | os.PathLike = "note
     workbook = [nb.stem for nb in discover(notebooks_dir)]
     notebooks = discover(notebooks_dir, only)
     kernel_cwd = Path(cwd).resolve() if cwd is not None else Path(notebooks_dir).resolve()
-    from accelnas.search.data import DATA_DIR_ENV
+    from accelnas.train.data import DATA_DIR_ENV
     if os.environ.get(DATA_DIR_ENV):  # kernels run in the notebooks' folder: a relative path would move
         os.environ[DATA_DIR_ENV] = str(Path(os.environ[DATA_DIR_ENV]).resolve())
     inputs = check_inputs(p, notebooks, kernel_cwd)

@@ -1,7 +1,7 @@
 """The final comparison of notebook 05: searched and scaled models against the baselines.
 
 Every model is the deployed architecture (search resolution and classes); accuracy comes from
-proxy trainings over several seeds (`accelnas.search.trainings`), latency from the latency models per
+proxy trainings over several seeds (`accelnas.train.cache`), latency from the latency models per
 accelerator (and, for the host CPU, from int8 TFLite measurement), deployability from the op graph
 (first op an accelerator cannot map) and, for exported models, from the int8 TFLite file
 (`accelnas.latency.compat`).
@@ -138,7 +138,7 @@ def dominance(table: pd.DataFrame, subjects: Sequence[str], references: Sequence
 def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: str | os.PathLike, data,
                    accelerators: Mapping | None = None, *, calib_images: int = 256,
                    test_images: int = 2000, log=print) -> pd.DataFrame:
-    """Export the trained models of ``trained`` (rows of `accelnas.search.trainings.train_models`
+    """Export the trained models of ``trained`` (rows of `accelnas.train.cache.train_models`
     with a ``weights`` file: the proxy network with its stage-2 weights) to full-integer int8
     TFLite under ``out_dir/<name>.tflite``, calibrated on ``calib_images`` real training images
     of ``data`` at the model's proxy resolution, with its Edge TPU compatibility report and its
@@ -147,7 +147,7 @@ def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: s
     from accelnas.latency.compat import edgetpu_compat
     from accelnas.latency.measure import int8_accuracy
     from accelnas.latency.tflite import load_model, to_int8_tflite
-    from accelnas.search.data import make_pipeline
+    from accelnas.train.data import make_pipeline
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

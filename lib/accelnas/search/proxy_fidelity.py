@@ -136,9 +136,9 @@ def measure(params: Mapping, space, screen, run_dir, *, n: int, seeds: Sequence[
     Stage 1 as in the search: ``supernet``: the subnet's accuracy on the supernet saved at
     ``supernet_file`` (trained with the params if it is not there); ``standalone``: a proxy
     training under the ``proxy`` budget with the first seed. Stand-alone trainings go through
-    `accelnas.search.trainings.train_models` (cached in ``run_dir``: a second run reuses them)."""
-    from accelnas.search import trainings
-    from accelnas.search.data import load_proxy
+    `accelnas.train.cache.train_models` (cached in ``run_dir``: a second run reuses them)."""
+    from accelnas.train import cache as trainings
+    from accelnas.train.data import load_proxy
 
     target = params["target_accelerator"]
     cands = correlation_candidates(space, screen, target, n, seed)

@@ -1,6 +1,6 @@
 """A weight-sharing supernet over a search space: stage-1 scores in seconds, not a training each.
 
-One network holds every candidate of a `SearchSpace` at the proxy task's size (`accelnas.search.proxy`:
+One network holds every candidate of a `SearchSpace` at the proxy task's size (`accelnas.train.proxy`:
 the same stride rule, width multiplier and classes as a stand-alone proxy training). Weights are
 shared where shapes nest, as in Once-for-All and TuNAS:
 
@@ -59,7 +59,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from accelnas.search.proxy import MIN_FEATURE, proxy_arch
+from accelnas.train.proxy import MIN_FEATURE, proxy_arch
 from accelnas.space.arch import ArchSpec, make_divisible
 from accelnas.space.search_space import SearchSpace
 
@@ -464,7 +464,7 @@ class Supernet:
         """The training batches of ``data``, epoch by epoch: yields ``(epoch, batches)`` where
         ``batches`` yields ``(step, lr, xb, yb)``, ``lr`` the cosine decay of ``learning_rate``
         over all steps (augmented, shuffled with ``seed + epoch``, last partial batch dropped)."""
-        from accelnas.search.data import make_pipeline
+        from accelnas.train.data import make_pipeline
 
         x, y = data.split("train")
         batch_size = min(int(batch_size), len(x))
@@ -534,7 +534,7 @@ class Supernet:
         """Normalized batches (no augmentation) of ``n`` images of a split (None: all): a seeded
         random sample when ``sample_seed`` is given, else the first ``n``. Prepared once per data
         set and kept: every candidate is calibrated and scored on the same images."""
-        from accelnas.search.data import make_pipeline
+        from accelnas.train.data import make_pipeline
 
         if self._cache_data is not data:  # another data set: drop the batches of the last one
             self._cache, self._cache_data = {}, data

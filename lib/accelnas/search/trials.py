@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accelnas.search.proxy import proxy_arch
+from accelnas.train.proxy import proxy_arch
 from accelnas.search.reward import mnas_reward
 from accelnas.space import blocks
 from accelnas.space.arch import ArchSpec, decode_arch
@@ -224,7 +224,7 @@ def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
     distinct completed trials) and ``start`` (True for a start point).
 
     Distinct means another network: the name is not the model, and with ``budget`` (the stage-2
-    proxy section, `accelnas.search.trainings.stage2_budget`) two architectures whose stage-2
+    proxy section, `accelnas.train.cache.stage2_budget`) two architectures whose stage-2
     proxies are the same network (e.g. widths that round alike at half width) count once, the
     better by reward kept: stage 2 would train the same network twice.
 
@@ -254,7 +254,7 @@ def finalists(frame: pd.DataFrame, n: int, target: str | None = None,
 def stage2_ranking(finals: pd.DataFrame, summary: pd.DataFrame, params: Mapping,
                    target: str) -> pd.DataFrame:
     """The finalists ranked by their stage-2 reward: MnasNet's reward of the mean stage-2
-    validation accuracy over seeds (``summary``: `accelnas.search.trainings.summarize` of their
+    validation accuracy over seeds (``summary``: `accelnas.train.cache.summarize` of their
     trainings) at the target's latency. Columns: name, arch, stage-1 ``accuracy`` and ``reward``,
     ``accuracy_mean`` / ``accuracy_std`` / ``accuracy_count`` of stage 2, ``stage2_reward``, and
     ``rank1`` (the stage-1 rank) and ``start`` (a search start point), best first; finalists with

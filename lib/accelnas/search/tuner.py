@@ -8,8 +8,8 @@ tuner (`NASTuner.run_trial`):
 3. rejects it, before any training, when it cannot be deployed (an op an accelerator does not
    map) or breaks the latency cap (the oracle screens proposals the same way, so this only
    triggers when a distributed worker has other params),
-4. trains its proxy (`accelnas.search.train.train_proxy`: ``proxy`` params, the stride rule of
-   `accelnas.search.proxy`) and computes the reward (`accelnas.search.reward.multi_reward`),
+4. trains its proxy (`accelnas.train.proxy_train.train_proxy`: ``proxy`` params, the stride rule of
+   `accelnas.train.proxy`) and computes the reward (`accelnas.search.reward.multi_reward`),
 5. writes ``result.json`` into its trial folder at once and returns ``reward``, ``accuracy`` and
    ``latency_ms_<accelerator>`` to the oracle.
 
@@ -165,17 +165,10 @@ class _Rejected(Exception):
 
 
 def failure_reason(e: BaseException) -> str:
-    from accelnas.search.train import TrainingDiverged
+    """A failed trial's reason: a screen rejection as it is, else `training_failure`."""
+    from accelnas.train.proxy_train import training_failure
 
-    if isinstance(e, _Rejected):
-        return str(e)
-    if isinstance(e, TrainingDiverged):
-        return f"diverged: {e}"
-    name = type(e).__name__
-    if isinstance(e, MemoryError) or name == "ResourceExhaustedError" or "OOM" in str(e)[:200]:
-        return f"out of memory: {str(e).splitlines()[0][:300] if str(e) else name}"
-    first = str(e).splitlines()[0][:300] if str(e) else ""
-    return f"failed to build or train: {name}: {first}"
+    return str(e) if isinstance(e, _Rejected) else training_failure(e)
 
 
 LOG_ALL_UP_TO = 100  # trials; a longer search logs
@@ -197,7 +190,7 @@ def proxy_trainer(proxy: Mapping[str, Any]) -> Callable[[ArchSpec, Any, int], di
     """The default objective: train the candidate's proxy (``proxy`` params) and return its
     validation accuracy with the training details."""
     def train(arch: ArchSpec, data, seed: int) -> dict:
-        from accelnas.search.train import train_proxy
+        from accelnas.train.proxy_train import train_proxy
 
         r = train_proxy(arch, data, epochs=proxy["epochs"], batch_size=proxy["batch_size"],
                         resolution=proxy["resolution"], width_mult=proxy["width_mult"], seed=seed)
@@ -431,7 +424,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         params: validated params (`accelnas.params.load`).
         run_dir: the run's output folder.
         controller / seed / trials: override ``search.controller`` / ``seed`` / ``search.trials``.
-        data: a loaded `accelnas.search.data.Dataset` (default: loaded from ``dataset`` when trials
+        data: a loaded `accelnas.train.data.Dataset` (default: loaded from ``dataset`` when trials
             remain, with ``proxy.subset`` training images).
         train_fn: the objective (default `proxy_trainer` of ``proxy``).
         overwrite: start again, deleting this controller's finished trials.
@@ -492,7 +485,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         try:
             if su.oracle.max_trials - done > 0:
                 if data is None and role != "chief":
-                    from accelnas.search.data import load_proxy
+                    from accelnas.train.data import load_proxy
 
                     data = shared["data"] = shared.get("data") or load_proxy(params)
                 if train_fn is None and params["search"]["evaluator"] == "supernet" and role != "chief":

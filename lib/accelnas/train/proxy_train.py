@@ -1,7 +1,7 @@
 """Proxy training: train one architecture on the proxy task and report its validation accuracy.
 
 `train_proxy` is what the search's ``run_trial`` and the report's baselines call: it adapts the
-architecture with `accelnas.search.proxy.proxy_arch` (the one rule for searched and zoo models), builds
+architecture with `accelnas.train.proxy.proxy_arch` (the one rule for searched and zoo models), builds
 it with BatchNorm momentum 0.9 (a few hundred steps leave momentum-0.99/0.999 moving statistics
 unconverged), trains it on the training split through the tf.data pipeline and evaluates it on the
 validation split. Before evaluating, the BatchNorm moving statistics are re-estimated on
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Sequence
 
 from accelnas.space.arch import ArchSpec
-from accelnas.search.proxy import MIN_FEATURE, proxy_arch
+from accelnas.train.proxy import MIN_FEATURE, proxy_arch
 
 OPTIMIZERS = ("adam", "sgd")
 DEFAULT_LEARNING_RATE = {"adam": 2e-3, "sgd": 0.05}
@@ -123,6 +123,18 @@ class TrainResult:
         d = asdict(self)
         d["history"] = [dict(h) for h in self.history]
         return d
+
+
+def training_failure(e: BaseException) -> str:
+    """One line saying why a training failed: ``diverged: ...``, ``out of memory: ...`` or
+    ``failed to build or train: <exception type>: ...`` (first line, at most 300 characters)."""
+    if isinstance(e, TrainingDiverged):
+        return f"diverged: {e}"
+    name = type(e).__name__
+    if isinstance(e, MemoryError) or name == "ResourceExhaustedError" or "OOM" in str(e)[:200]:
+        return f"out of memory: {str(e).splitlines()[0][:300] if str(e) else name}"
+    first = str(e).splitlines()[0][:300] if str(e) else ""
+    return f"failed to build or train: {name}: {first}"
 
 
 def _finite(x) -> bool:
@@ -259,7 +271,7 @@ def recalibrate_batchnorm(model, data, *, resolution: int | None = None,
     import keras
     import numpy as np
 
-    from accelnas.search.data import make_pipeline
+    from accelnas.train.data import make_pipeline
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     x, y = data.split("train")
@@ -285,7 +297,7 @@ def recalibrate_batchnorm(model, data, *, resolution: int | None = None,
 def evaluate(model, data, split: str = "val", *, resolution: int | None = None,
              batch_size: int = EVAL_BATCH_SIZE) -> tuple[float, float]:
     """``(loss, top-1 accuracy)`` of a compiled ``model`` on a split of ``data``
-    (`accelnas.search.data.Dataset`), without augmentation.
+    (`accelnas.train.data.Dataset`), without augmentation.
 
     Raises:
         ValueError: the split is empty.
@@ -310,13 +322,13 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
     Args:
         arch: the architecture as designed (ImageNet-style); adapted by `proxy_arch` with
             ``resolution``, ``width_mult``, ``min_feature`` and ``data.num_classes``.
-        data: an `accelnas.search.data.Dataset` (`accelnas.search.data.load_arrays`).
+        data: an `accelnas.train.data.Dataset` (`accelnas.train.data.load_arrays`).
         epochs: passes over the training split.
         batch_size: training batch size.
         resolution: proxy input pixels (the pipeline resizes when the images differ).
         seed: seeds Keras (Python, NumPy, TF), the shuffle and the augmentation.
         width_mult: proxy width multiplier.
-        min_feature: smallest final feature map of the proxy, pixels (see `accelnas.search.proxy`).
+        min_feature: smallest final feature map of the proxy, pixels (see `accelnas.train.proxy`).
         optimizer / learning_rate / weight_decay: see `compile_model`.
         augment: flip + crop augmentation of the training pipeline.
         test: also evaluate the test split (final reports only; never for search decisions).

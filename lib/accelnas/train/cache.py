@@ -1,7 +1,7 @@
 """Proxy trainings of named models, cached on disk (stage 2: notebooks 03, 04 and 05).
 
-`train_models` trains each (model, seed) pair under one budget (`accelnas.search.train.train_proxy`,
-the stride rule of `accelnas.search.proxy`: finalists, scaled and baseline models alike; stage 2 uses
+`train_models` trains each (model, seed) pair under one budget (`accelnas.train.proxy_train.train_proxy`,
+the stride rule of `accelnas.train.proxy`: finalists, scaled and baseline models alike; stage 2 uses
 `stage2_budget`) and appends each result to ``run_dir/trained.parquet`` as soon as it finishes; the
 trained models of the kinds in ``keep`` are saved under ``run_dir/weights/<key>.keras`` (int8 export
 with their trained weights). A pair already there with the same
@@ -74,7 +74,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     Args:
         models: ``(name, kind, arch)``: a display name, a group (e.g. ``searched``, ``scaled``,
             ``baseline``) and the deployed architecture (ImageNet-style; the proxy rule adapts it).
-        data: the loaded `accelnas.search.data.Dataset`, or a callable returning it (called only when
+        data: the loaded `accelnas.train.data.Dataset`, or a callable returning it (called only when
             something must be trained).
         proxy: the ``proxy`` params section.
         seeds: training seeds.
@@ -83,7 +83,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
         test: also evaluate the test split (final reports).
         progress: tqdm bar over the pairs to train.
         log: one line per finished training (None: quiet).
-        train_fn: replaces `accelnas.search.train.train_proxy` (same keyword arguments).
+        train_fn: replaces `accelnas.train.proxy_train.train_proxy` (same keyword arguments).
         base_resolution: the search's deployment resolution; models deployed at another
             resolution train at a proportionally scaled proxy resolution (`proxy_for`).
         keep: kinds whose trained models are saved (``weights`` column: the ``.keras`` file
@@ -118,7 +118,7 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
     if todo and callable(data) and not hasattr(data, "y_train"):
         data = data()
     if train_fn is None:
-        from accelnas.search.train import train_proxy as train_fn
+        from accelnas.train.proxy_train import train_proxy as train_fn
     for (name, kind, arch), seed in todo:
         pb = budgets[name]
         key = training_key(arch, pb, dataset, seed)
@@ -138,9 +138,9 @@ def train_models(models: Iterable[tuple[str, str, ArchSpec]], data, proxy: Mappi
                        val_loss=float(r.val_loss), train_accuracy=float(r.train_accuracy),
                        proxy_params=int(r.params), proxy_macs=int(r.macs), proxy_arch=r.arch)
         except Exception as e:  # noqa: BLE001 - recorded, the other models still train
-            from accelnas.search.tuner import failure_reason
+            from accelnas.train.proxy_train import training_failure
 
-            row.update(status="failed", reason=failure_reason(e))
+            row.update(status="failed", reason=training_failure(e))
         row["wall_s"] = time.perf_counter() - t0
         cache = pd.concat([cache[cache["key"] != key], pd.DataFrame([row])], ignore_index=True)
         write_parquet(Path(run_dir) / CACHE_FILE, cache)
