@@ -106,7 +106,7 @@ def test_bool_is_not_an_int_and_yaml_float_hint(tmp_path):
     ("search", "controller", "bayesian", "evolution, policy_gradient, random"),
     ("latency", "method", "measure", "apm, sim"),
     ("search", "beta", 0.5, "<= 0"),
-    (None, "dataset", "imagenet", "cifar10, synthetic, folder:PATH or tfds:NAME"),
+    (None, "dataset", "imagenet", "cifar10, synthetic, folder:PATH, tfds:NAME or tfrecord:GLOB"),
     (None, "run_name", "my run/1", "a folder name"),
     (None, "accelerators", [], "at least 1"),
 ])

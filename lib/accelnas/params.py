@@ -30,6 +30,7 @@ from accelnas.space import blocks
 from accelnas.space.arch import ACTIVATIONS, SE_STYLES
 from accelnas.space.search_space import EDGETPU_S_STAGES as _EDGETPU_S
 from accelnas.space.zoo import names as _zoo_names
+from accelnas.train.strategy import JIT, PRECISIONS, STRATEGIES
 
 
 EDGETPU_S_STAGES = [dataclasses.asdict(s) for s in _EDGETPU_S]
@@ -42,8 +43,8 @@ SCHEMA: dict = {
                     pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*", hint="letters, digits, _ . - (a folder name)"),
     "seed": Key(int, 0, "seed of the one RNG every random decision draws from", min=0),
     "dataset": Key(str, "cifar10", "training data of the proxy task",
-                   pattern=r"cifar10|synthetic|folder:.+|tfds:[A-Za-z0-9_./:-]+",
-                   hint="cifar10, synthetic, folder:PATH or tfds:NAME"),
+                   pattern=r"cifar10|synthetic|folder:.+|tfds:[A-Za-z0-9_./:-]+|tfrecord:.+",
+                   hint="cifar10, synthetic, folder:PATH, tfds:NAME or tfrecord:GLOB"),
     "accelerators": Key(list, ["coral", "pixel4"],
                         "accelerators to model: names shipped in accelnas/resources/hardware/ or YAML paths",
                         item=Key(str), min_len=1, unique=True),
@@ -158,6 +159,22 @@ SCHEMA: dict = {
                                            "trains at stage 2 (every report seed) to measure how far "
                                            "the stage-1 ranking holds (0: skip; >= 12 for a usable "
                                            "interval)", min=0),
+    },
+    "train": {
+        "strategy": Key(str, "auto", "tf.distribute strategy of every training: auto (mirrored over "
+                        "several local GPUs, else one device), one_device, mirrored (local GPUs or "
+                        "logical CPUs), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG)",
+                        choices=STRATEGIES),
+        "precision": Key(str, "auto", "Keras dtype policy: float32, mixed_float16, mixed_bfloat16; "
+                         "auto: mixed_float16 on a GPU, float32 on a CPU", choices=PRECISIONS),
+        "jit_compile": Key(str, "auto", "XLA: on, off; auto: on with a GPU, off on a CPU", choices=JIT),
+        "scale_batch": Key(bool, False, "false: batch_size is the global batch, split over the "
+                           "replicas; true: each replica takes batch_size and the learning rate is "
+                           "scaled by the replicas (linear scaling rule, after the warm-up)"),
+        "sync_batchnorm": Key(bool, False, "BatchNorm statistics over the global batch instead of "
+                              "each replica's share"),
+        "logical_cpus": Key(int, 0, "split the CPU into this many logical devices (0 or 1: no "
+                            "split), to run mirrored without GPUs", min=0, max=64),
     },
     "latency": {
         "method": Key(str, "apm", "latency estimator used in the search loop",

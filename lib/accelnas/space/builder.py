@@ -25,7 +25,7 @@ def model_name(name: str) -> str:
 
 
 def build(arch: ArchSpec, resolution: int | None = None, num_classes: int | None = None, *,
-          bn_momentum: float = 0.9, dropout: float = 0.0):
+          bn_momentum: float = 0.9, dropout: float = 0.0, sync_batchnorm: bool = False):
     """A Keras functional model of ``arch``.
 
     Args:
@@ -34,16 +34,21 @@ def build(arch: ArchSpec, resolution: int | None = None, num_classes: int | None
         bn_momentum: BatchNorm momentum. 0.9 (not Keras's 0.99 / keras.applications' 0.999) so that
             the moving statistics converge within the few hundred steps of a proxy training.
         dropout: dropout rate before the classifier (training only; not part of the op graph).
+        sync_batchnorm: BatchNorm statistics over all replicas of a `tf.distribute` strategy
+            (Keras ``synchronized=True``) rather than each replica's share of the batch.
 
     Returns:
-        ``keras.Model`` taking float images (batch, res, res, 3) and returning class probabilities.
+        ``keras.Model`` taking float images (batch, res, res, 3) and returning class probabilities
+        (the last activation computes in float32 under a mixed-precision policy).
     """
     return build_graph(from_arch(arch, resolution, num_classes), bn_momentum=bn_momentum,
-                       dropout=dropout)
+                       dropout=dropout, sync_batchnorm=sync_batchnorm)
 
 
-def build_graph(graph: OpGraph, *, bn_momentum: float = 0.9, dropout: float = 0.0):
-    """A Keras functional model realising an op graph made by `accelnas.space.graph.from_arch`."""
+def build_graph(graph: OpGraph, *, bn_momentum: float = 0.9, dropout: float = 0.0,
+                sync_batchnorm: bool = False):
+    """A Keras functional model realising an op graph made by `accelnas.space.graph.from_arch`
+    (`build` documents the keywords)."""
     import keras
     from keras import layers
 
@@ -83,8 +88,11 @@ def build_graph(graph: OpGraph, *, bn_momentum: float = 0.9, dropout: float = 0.
             raise ValueError(f"op {op.name!r}: kind {op.kind!r} cannot be built from an architecture "
                              "graph (only conv, dwconv, fc, gap, maxpool, add, mul)")
         if op.bn:
-            y = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-3, name=f"{op.name}_bn")(y)
+            y = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-3, name=f"{op.name}_bn",
+                                          synchronized=sync_batchnorm)(y)
         if op.activation:
-            y = layers.Activation(_ACTIVATIONS[op.activation], name=f"{op.name}_{op.activation}")(y)
+            last = op is graph.ops[-1]  # the classifier's softmax: float32 under mixed precision
+            y = layers.Activation(_ACTIVATIONS[op.activation], name=f"{op.name}_{op.activation}",
+                                  **({"dtype": "float32"} if last else {}))(y)
         t[op.name] = y
     return keras.Model(inputs, t[graph.ops[-1].name], name=model_name(graph.name))

@@ -137,22 +137,35 @@ class Dataset:
             raise ValueError(f"unknown split {name!r}; choose from train, val, test")
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
+    def size(self, split: str) -> int:
+        """Images in the split ``train``, ``val`` or ``test``."""
+        return len(self.split(split)[1])
+
     def pipeline(self, split: str, *, batch_size: int, resolution: int | None = None,
                  seed: int = 0, training: bool | None = None, augment: bool = True,
-                 cache: bool = True):
+                 cache: bool = True, images: int | None = None, drop_remainder: bool = False,
+                 epochs: int | None = None, first_epoch: int = 0):
         """`make_pipeline` over one split, normalized with this dataset's ``mean`` / ``std``.
+
+        The interface every dataset of `accelnas.train` offers (`accelnas.train.stream` too).
 
         Args:
             split: ``train``, ``val`` or ``test``.
-            batch_size / resolution / seed / augment / cache: as in `make_pipeline`
-                (``resolution`` None: the stored image size).
+            batch_size / resolution / seed / augment / cache / drop_remainder / epochs /
+                first_epoch: as in `make_pipeline` (``resolution`` None: the stored image size).
             training: shuffle and augment; default: ``split == "train"``.
+            images: a seeded random sample of this many images of the split, in index order
+                (None: all of them).
         """
         x, y = self.split(split)
+        if images is not None and images < len(x):
+            idx = np.sort(np.random.default_rng(seed).choice(len(x), size=int(images), replace=False))
+            x, y = x[idx], y[idx]
         return make_pipeline(x, y, batch_size=batch_size,
                              resolution=resolution or self.image_size[0],
                              training=(split == "train") if training is None else training,
-                             seed=seed, augment=augment, cache=cache, mean=self.mean, std=self.std)
+                             seed=seed, augment=augment, cache=cache, mean=self.mean, std=self.std,
+                             drop_remainder=drop_remainder, epochs=epochs, first_epoch=first_epoch)
 
     def summary(self) -> dict:
         """Plain-data description (for manifests and notebook tables)."""
@@ -589,6 +602,11 @@ def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
         check_folder(path, f"; a relative PATH is relative to {Path(cwd or '.').resolve()}, where the "
                            "notebooks run")
         return str(path.resolve())
+    if spec.startswith("tfrecord:"):
+        from accelnas.train.stream import split_files
+
+        train, test = split_files(spec[len("tfrecord:"):])
+        return f"{len(train)} train + {len(test)} test TFRecord files"
     if spec.startswith("tfds:"):
         import importlib.util
 
@@ -713,14 +731,37 @@ def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: 
     raise ValueError(f"unknown dataset {spec!r}; choose cifar10, synthetic, folder:PATH or tfds:NAME")
 
 
-def load_proxy(params: dict, seed: int | None = None, subset: int | None = None) -> Dataset:
-    """The proxy task's data for a params dict: ``dataset`` split with ``proxy.subset`` training
+STREAMED = ("folder:", "tfrecord:")
+"""Dataset spec prefixes `load_data` streams from disk (`accelnas.train.stream`)."""
+
+
+def load_data(params: dict, seed: int | None = None, subset: int | None = None,
+              resolution: int | None = None):
+    """The training data of a params dict: ``dataset`` split with ``proxy.subset`` training
     (``subset``: that many instead, e.g. ``stage2.subset``) and ``proxy.val_images`` validation
-    images, ``proxy.resolution`` where images are resized; ``seed`` None: the params' seed."""
+    images; ``seed`` None: the params' seed.
+
+    ``cifar10``, ``synthetic`` and ``tfds:`` are loaded into memory (`load_arrays`; images resized
+    to ``resolution``, default ``proxy.resolution``); ``folder:`` and ``tfrecord:`` are streamed
+    (`accelnas.train.stream.StreamedDataset`: only file or record indices and labels in memory).
+    """
     proxy = params["proxy"]
-    return load_arrays(params["dataset"], seed=params["seed"] if seed is None else seed,
-                       subset=subset or proxy["subset"], val_images=proxy.get("val_images", 0),
-                       image_size=proxy["resolution"])
+    spec, seed = params["dataset"], params["seed"] if seed is None else seed
+    kw = dict(seed=seed, subset=subset or proxy["subset"], val_images=proxy.get("val_images", 0))
+    if spec.startswith("folder:"):
+        from accelnas.train.stream import open_folder
+
+        return open_folder(spec[len("folder:"):], **kw)
+    if spec.startswith("tfrecord:"):
+        from accelnas.train.stream import open_tfrecord
+
+        return open_tfrecord(spec[len("tfrecord:"):], **kw)
+    return load_arrays(spec, image_size=resolution or proxy["resolution"], **kw)
+
+
+def load_proxy(params: dict, seed: int | None = None, subset: int | None = None):
+    """`load_data` at the proxy resolution (what the search, scaling and report notebooks train on)."""
+    return load_data(params, seed=seed, subset=subset)
 
 
 # ------------------------------------------------------------------------------------- pipeline
@@ -728,7 +769,7 @@ def load_proxy(params: dict, seed: int | None = None, subset: int | None = None)
 def make_pipeline(x: np.ndarray, y: np.ndarray, *, batch_size: int, resolution: int,
                   training: bool, seed: int, augment: bool = True, cache: bool = True,
                   mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                  drop_remainder: bool = False):
+                  drop_remainder: bool = False, epochs: int | None = None, first_epoch: int = 0):
     """A batched tf.data pipeline of normalized float images.
 
     Per batch: uint8 -> float32 in [0, 1]; resized to ``resolution`` x ``resolution`` when the
@@ -736,8 +777,12 @@ def make_pipeline(x: np.ndarray, y: np.ndarray, *, batch_size: int, resolution: 
     horizontal flip and random crop after padding by ``resolution // 8`` pixels (at least 1) with
     the mean colour, in TF ops on the batch; then ``(x - mean) / std`` per channel.
 
-    Training pipelines are shuffled (the whole array, seeded, reshuffled each epoch; the same seed
-    gives the same batches and augmentations epoch after epoch). Evaluation pipelines keep the
+    Training pipelines are shuffled, the whole array, and hold the epochs ``first_epoch`` ..
+    ``epochs - 1`` back to back (``epochs`` None: one epoch, ``first_epoch``); train with
+    ``steps_per_epoch``. Epoch ``e``'s order and augmentations are pure functions of ``(seed, e)``
+    (stateless random ops, no random state in the pipeline): the same under any
+    `tf.distribute` strategy (Keras's distribution re-creates a dataset, which reseeds stateful
+    random ops) and after a resume from epoch ``e`` (``first_epoch=e``). Evaluation pipelines keep the
     order and, with ``cache``, keep their preprocessed batches in memory after the first pass when
     they take at most 1 GiB (the source arrays are already in memory, so training needs no cache).
     Batches are prefetched (``AUTOTUNE``).
@@ -755,6 +800,7 @@ def make_pipeline(x: np.ndarray, y: np.ndarray, *, batch_size: int, resolution: 
             CIFAR-10 constants for CIFAR-10). None: computed from ``x`` (pass the training
             set's statistics when building validation/test pipelines).
         drop_remainder: drop the last, smaller batch.
+        epochs / first_epoch: the epochs of a training pipeline (see above).
 
     Returns:
         ``tf.data.Dataset`` of ``(images, labels)``: float32 ``(B, resolution, resolution, C)``
@@ -803,18 +849,48 @@ def make_pipeline(x: np.ndarray, y: np.ndarray, *, batch_size: int, resolution: 
         images = tf.gather(padded, rows, axis=1, batch_dims=1)
         return tf.gather(images, cols, axis=2, batch_dims=1)
 
-    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return _training_epochs(x, y.astype(np.int32), batch_size=batch_size, seed=seed,
+                                first=int(first_epoch),
+                                last=int(first_epoch) + 1 if epochs is None else int(epochs),
+                                drop_remainder=drop_remainder,
+                                prep=(lambda xb, s: augment_fn(base(xb), s)) if do_augment
+                                else (lambda xb, s: base(xb)))
+    ds = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int32)))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    if do_augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda xy, s: (augment_fn(base(xy[0]), s), xy[1]),
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        ds = ds.map(lambda xb, yb: (base(xb), yb), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-        if cache and not training and len(x) * resolution * resolution * channels * 4 <= _EVAL_CACHE_MAX_BYTES:
-            ds = ds.cache()
+    ds = ds.map(lambda xb, yb: (base(xb), yb), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache and len(x) * resolution * resolution * channels * 4 <= _EVAL_CACHE_MAX_BYTES:
+        ds = ds.cache()
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_seed(seed: int, epoch, batch):
+    """The stateless seed (int64 ``[2]``) of one training batch's random ops."""
+    import tensorflow as tf
+
+    return tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64), tf.cast(batch, tf.int64)])
+
+
+def epoch_order(n: int, seed: int, epoch):
+    """A permutation of ``range(n)`` (int64 tensor), a pure function of ``(seed, epoch)``."""
+    import tensorflow as tf
+
+    if n <= 1:
+        return tf.range(n, dtype=tf.int64)
+    return tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), epoch_seed(seed, epoch, -1),
+                                                n - 1)
+
+
+def _training_epochs(x, y, *, batch_size, seed, first, last, drop_remainder, prep):
+    """Epochs ``first .. last - 1`` of shuffled, prepared batches of in-memory arrays."""
+    import tensorflow as tf
+
+    x_t, y_t, n = tf.constant(x), tf.constant(y), len(x)
+
+    def epoch(e):
+        ids = tf.data.Dataset.from_tensor_slices(epoch_order(n, seed, e))
+        ids = ids.batch(batch_size, drop_remainder=drop_remainder).enumerate()
+        return ids.map(lambda b, ib: (prep(tf.gather(x_t, ib), epoch_seed(seed, e, b)), tf.gather(y_t, ib)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    return tf.data.Dataset.range(first, max(first + 1, last)).flat_map(epoch).prefetch(tf.data.AUTOTUNE)

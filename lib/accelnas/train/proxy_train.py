@@ -99,6 +99,9 @@ class TrainResult:
         arch: the proxy architecture that was trained (`ArchSpec.encode` text).
         seed: the training seed.
         test_accuracy / test_loss: test split, only with ``test=True`` (else None).
+        resumed_from: epochs a checkpoint held when the training started (0: from scratch).
+        setup: devices, strategy, replicas and precision it trained under
+            (`accelnas.train.strategy.Setup.summary`).
     """
 
     accuracy: float
@@ -117,6 +120,8 @@ class TrainResult:
     seed: int
     test_accuracy: float | None = None
     test_loss: float | None = None
+    resumed_from: int = 0
+    setup: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain data (history as a list) for tables and JSON."""
@@ -210,7 +215,8 @@ def _release_custom_gradients(before: set) -> int:
 
 
 def compile_model(model, *, steps: int, optimizer: str = "adam", learning_rate: float | None = None,
-                  warmup_steps: int | None = None, weight_decay: float = 0.0) -> None:
+                  warmup_steps: int | None = None, weight_decay: float = 0.0,
+                  jit_compile: bool = False) -> None:
     """Compile ``model`` for proxy training: sparse cross-entropy on its softmax output,
     accuracy, and ``optimizer`` with a linear warm-up then cosine decay to 0 over ``steps``;
     the optimizer's variables are created here (see the comment in the code).
@@ -221,6 +227,8 @@ def compile_model(model, *, steps: int, optimizer: str = "adam", learning_rate: 
         learning_rate: peak rate; None: `DEFAULT_LEARNING_RATE` of the optimizer.
         warmup_steps: linear warm-up length; None: 5 % of ``steps`` (at least 1).
         weight_decay: decoupled weight decay (0: none).
+        jit_compile: XLA (off by default: ~4.5x slower on this project's CPU; see
+            `accelnas.train.strategy`).
     """
     import keras
 
@@ -243,7 +251,7 @@ def compile_model(model, *, steps: int, optimizer: str = "adam", learning_rate: 
                                    weight_decay=weight_decay or None)
     model.compile(optimizer=opt, loss=keras.losses.SparseCategoricalCrossentropy(),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-                  jit_compile=False)  # XLA is ~4.5x slower on this CPU (TOOLCHAIN.md)
+                  jit_compile=bool(jit_compile))
     # Create the optimizer's slot variables now, eagerly: left to the first training step, they
     # are created inside the traced function, which TF then traces a second time, with a lazy-
     # initialisation cond per slot: 27.6k graph ops instead of 11.4k and ~2x the first-step time
@@ -269,19 +277,13 @@ def recalibrate_batchnorm(model, data, *, resolution: int | None = None,
         The number of images used (0 when the model has no BatchNorm layer).
     """
     import keras
-    import numpy as np
-
-    from accelnas.train.data import make_pipeline
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    x, y = data.split("train")
-    if not bns or len(x) == 0:
+    n = min(int(images), data.size("train"))
+    if not bns or n == 0:
         return 0
-    n = min(int(images), len(x))
-    idx = np.sort(np.random.default_rng(seed).choice(len(x), size=n, replace=False))
-    ds = make_pipeline(x[idx], y[idx], batch_size=batch_size,
-                       resolution=resolution or data.image_size[0], training=False, seed=seed,
-                       augment=False, cache=False, mean=data.mean, std=data.std)
+    ds = data.pipeline("train", batch_size=batch_size, resolution=resolution, training=False,
+                       seed=seed, augment=False, cache=False, images=n)
     momenta = [layer.momentum for layer in bns]
     try:
         for k, (xb, _) in enumerate(ds, start=1):
@@ -302,12 +304,28 @@ def evaluate(model, data, split: str = "val", *, resolution: int | None = None,
     Raises:
         ValueError: the split is empty.
     """
-    x, _ = data.split(split)
-    if len(x) == 0:
+    if data.size(split) == 0:
         raise ValueError(f"the {split!r} split of {data.source} is empty")
     ds = data.pipeline(split, batch_size=batch_size, resolution=resolution, training=False)
-    out = model.evaluate(ds, verbose=0, return_dict=True)
-    return float(out["loss"]), float(out["accuracy"])
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        out = model.evaluate(ds, verbose=0, return_dict=True)
+        return float(out["loss"]), float(out["accuracy"])
+    # Under a multi-replica strategy Keras's evaluate fails on a last batch that does not split
+    # evenly over the replicas (TF 2.21 / Keras 3: AddN of unequal shapes); evaluation needs no
+    # gradient all-reduce, so every process runs the whole split on its first device.
+    import numpy as np
+    import tensorflow as tf
+
+    forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    loss_sum, correct, n = 0.0, 0, 0
+    for xb, yb in ds:
+        probs = tf.cast(forward(xb), tf.float32)
+        y = yb.numpy()
+        p = np.clip(probs.numpy()[np.arange(len(y)), y], 1e-7, 1.0)
+        loss_sum += float(-np.log(p).sum())
+        correct += int((probs.numpy().argmax(1) == y).sum())
+        n += len(y)
+    return loss_sum / n, correct / n
 
 
 def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolution: int,
@@ -316,15 +334,17 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
                 weight_decay: float = 0.0, augment: bool = True, test: bool = False,
                 recalibrate_bn: bool = True, deterministic: bool = False,
                 max_loss: float = MAX_LOSS, verbose: int = 0,
-                callbacks: Sequence = (), save_path: str | os.PathLike | None = None) -> TrainResult:
+                callbacks: Sequence = (), save_path: str | os.PathLike | None = None,
+                checkpoint_dir: str | os.PathLike | None = None, setup=None) -> TrainResult:
     """Train ``arch`` on the proxy task and evaluate it on the validation split.
 
     Args:
         arch: the architecture as designed (ImageNet-style); adapted by `proxy_arch` with
             ``resolution``, ``width_mult``, ``min_feature`` and ``data.num_classes``.
-        data: an `accelnas.train.data.Dataset` (`accelnas.train.data.load_arrays`).
+        data: a dataset of `accelnas.train` (in memory: `accelnas.train.data.load_arrays`;
+            streamed: `accelnas.train.stream`): ``size``, ``pipeline``, ``num_classes``, ``source``.
         epochs: passes over the training split.
-        batch_size: training batch size.
+        batch_size: training batch size (global, or per replica with ``train.scale_batch``).
         resolution: proxy input pixels (the pipeline resizes when the images differ).
         seed: seeds Keras (Python, NumPy, TF), the shuffle and the augmentation.
         width_mult: proxy width multiplier.
@@ -340,6 +360,11 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         callbacks: extra Keras callbacks.
         save_path: write the trained model there (a ``.keras`` file, after BatchNorm
             recalibration), e.g. for int8 export with its trained weights.
+        checkpoint_dir: save the training state there after every epoch
+            (`accelnas.train.checkpoint`) and, when it holds one of the same training, resume
+            from it (``TrainResult.resumed_from``).
+        setup: the `accelnas.train.strategy.Setup` to train under (default: the process's,
+            `accelnas.train.strategy.current`).
 
     Returns:
         A `TrainResult`.
@@ -347,20 +372,23 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
     Raises:
         TrainingDiverged: the running training loss was not finite or above ``max_loss``, or
             the validation loss was not finite.
-        ValueError: bad arguments or an empty split.
+        ValueError: bad arguments, an empty split, or a checkpoint of another training.
     """
     import keras
     import tensorflow as tf
 
     from accelnas.space.builder import build
     from accelnas.space.graph import from_arch
+    from accelnas.train import checkpoint as ckpt
+    from accelnas.train.strategy import current
 
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    n_train = len(data.y_train)
+    n_train = data.size("train")
     if n_train == 0:
         raise ValueError(f"the training split of {data.source} is empty")
+    setup = setup or current()
     t0 = time.perf_counter()
     p = proxy_arch(arch, resolution=resolution, width_mult=width_mult,
                    num_classes=data.num_classes, min_feature=min_feature)
@@ -368,31 +396,48 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
     gc.collect()
     grads_before = _custom_gradient_keys()
     model = train_ds = hist = check = None
+    global_batch = setup.global_batch(batch_size)
+    steps_per_epoch = math.ceil(n_train / global_batch)
+    steps = steps_per_epoch * epochs
+    identity = ckpt.identity(p, epochs=epochs, batch_size=global_batch, seed=seed,
+                             optimizer=optimizer, learning_rate=learning_rate, data=data.source)
+    resumed_from = 0
     try:
         if deterministic:
             tf.config.experimental.enable_op_determinism()
+        setup.apply_precision()
         keras.utils.set_random_seed(int(seed))
-        model = build(p, bn_momentum=0.9)
-        params = int(model.count_params())
-        steps_per_epoch = math.ceil(n_train / batch_size)
-        steps = steps_per_epoch * epochs
-        compile_model(model, steps=steps, optimizer=optimizer, learning_rate=learning_rate,
-                      weight_decay=weight_decay)
-        train_ds = data.pipeline("train", batch_size=batch_size, resolution=resolution,
-                                 seed=int(seed), augment=augment)
+        lr = setup.learning_rate(DEFAULT_LEARNING_RATE.get(optimizer, 0.0)
+                                 if learning_rate is None else learning_rate)
+        with setup.scope():
+            model = build(p, bn_momentum=0.9, sync_batchnorm=setup.sync_batchnorm)
+            params = int(model.count_params())
+            compile_model(model, steps=steps, optimizer=optimizer, learning_rate=lr or None,
+                          weight_decay=weight_decay, jit_compile=setup.jit_compile)
+            if checkpoint_dir is not None:
+                resumed_from = ckpt.restore(model, checkpoint_dir, identity)
+        extra = []
+        if checkpoint_dir is not None:
+            extra.append(ckpt.epoch_checkpoint(checkpoint_dir, identity, write_files=setup.is_chief))
         check = _divergence_callback(steps_per_epoch, max_loss)
-        t_fit = time.perf_counter()
-        hist = model.fit(train_ds, epochs=epochs, verbose=verbose, shuffle=False,
-                         callbacks=[check, *callbacks])
-        fit_s = time.perf_counter() - t_fit
         history = []
-        lr_fn = model.optimizer.learning_rate
-        for e in range(len(hist.history.get("loss", []))):
-            lr = lr_fn((e + 1) * steps_per_epoch - 1) if callable(lr_fn) else lr_fn
-            history.append({"epoch": e + 1, "loss": float(hist.history["loss"][e]),
-                            "accuracy": float(hist.history["accuracy"][e]),
-                            "learning_rate": float(keras.ops.convert_to_numpy(lr)),
-                            "seconds": check.seconds[e] if e < len(check.seconds) else None})
+        fit_s = 0.0
+        if resumed_from < epochs:
+            train_ds = data.pipeline("train", batch_size=global_batch, resolution=resolution,
+                                     seed=int(seed), augment=augment, epochs=epochs,
+                                     first_epoch=resumed_from)
+            t_fit = time.perf_counter()
+            hist = model.fit(train_ds, epochs=epochs, initial_epoch=resumed_from, verbose=verbose,
+                             steps_per_epoch=steps_per_epoch, shuffle=False,
+                             callbacks=[check, *extra, *callbacks])
+            fit_s = time.perf_counter() - t_fit
+            lr_fn = model.optimizer.learning_rate
+            for i, e in enumerate(range(resumed_from, resumed_from + len(hist.history.get("loss", [])))):
+                lr_e = lr_fn((e + 1) * steps_per_epoch - 1) if callable(lr_fn) else lr_fn
+                history.append({"epoch": e + 1, "loss": float(hist.history["loss"][i]),
+                                "accuracy": float(hist.history["accuracy"][i]),
+                                "learning_rate": float(keras.ops.convert_to_numpy(lr_e)),
+                                "seconds": check.seconds[i] if i < len(check.seconds) else None})
         if recalibrate_bn:
             recalibrate_batchnorm(model, data, resolution=resolution, seed=int(seed))
         val_loss, val_acc = evaluate(model, data, "val", resolution=resolution)
@@ -403,7 +448,7 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         test_loss = test_acc = None
         if test:
             test_loss, test_acc = evaluate(model, data, "test", resolution=resolution)
-        if save_path is not None:
+        if save_path is not None and setup.is_chief:
             Path(save_path).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(save_path).with_name(Path(save_path).stem + ".partial.keras")
             model.save(tmp)
@@ -413,10 +458,13 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
         keras.backend.clear_session()
         _release_custom_gradients(grads_before)
         gc.collect()
+    last = history[-1] if history else {"accuracy": float("nan"), "loss": float("nan")}
+    trained = epochs - resumed_from
     return TrainResult(
         accuracy=val_acc, val_loss=val_loss,
-        train_accuracy=history[-1]["accuracy"], train_loss=history[-1]["loss"],
+        train_accuracy=last["accuracy"], train_loss=last["loss"],
         epochs=epochs, steps=steps, wall_s=time.perf_counter() - t0, fit_s=fit_s,
-        train_images_per_s=n_train * epochs / fit_s if fit_s > 0 else float("nan"),
+        train_images_per_s=n_train * trained / fit_s if fit_s > 0 else float("nan"),
         params=params, macs=int(from_arch(p).macs), history=tuple(history), arch=p.encode(),
-        seed=int(seed), test_accuracy=test_acc, test_loss=test_loss)
+        seed=int(seed), test_accuracy=test_acc, test_loss=test_loss,
+        resumed_from=resumed_from, setup=setup.summary())
