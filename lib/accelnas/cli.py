@@ -15,6 +15,11 @@ Subcommands (each one is a ``_cmd_<name>`` function registered in `SUBCOMMANDS`)
   alone (`accelnas.search.tuner.run_search`; keras-tuner's distributed chief/worker mode via its
   ``KERASTUNER_*`` variables).
 
+* ``accelnas train MODEL --params PARAMS [--epochs N] [--images N] [--resolution N] [--out DIR]
+  [--json]``: train one network on the params' dataset with the stage-2 recipe under the params'
+  ``train`` strategy and precision, checkpointing every epoch; run again after a kill, it resumes
+  (`accelnas.train.fit.train_network`).
+
 Coming: ``export`` (add a ``_add_<name>`` parser function and list it in
 `SUBCOMMANDS`). Heavy modules (papermill, TensorFlow) are imported inside the command that needs
 them, so ``accelnas --help`` stays fast. User errors print one line on stderr and exit with 2
@@ -130,10 +135,69 @@ def _cmd_search(args) -> int:
     if args.overrides:
         p = params_mod.override(p, parse_set(args.overrides))
     run_dir = Path(args.outputs) / p["run_name"]
+    from accelnas.train.strategy import configure
+
+    configure(p["train"], log=lambda line: print(line, file=sys.stderr))
     frame = run_searches(p, run_dir, controller=args.controller, overwrite=args.overwrite,
                          progress=not args.quiet, log=None if args.quiet else print)
     done = int((frame.status == "completed").sum()) if len(frame) else 0
     print(f"done: {run_dir / 'trials.parquet'} ({len(frame)} trials, {done} completed)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train one network (zoo name, architecture, searched) with checkpoints",
+                       description="Train one network on the params' dataset with the stage-2 recipe "
+                                   "(stage2 images, epochs and width; proxy resolution and batch) or the "
+                                   "values given, under the params' train.strategy and train.precision. "
+                                   "Checkpoints every epoch under OUT/checkpoint/; run the same command "
+                                   "again after a kill and it resumes. Writes OUT/model.keras and "
+                                   "OUT/result.json. Multi-worker: start it on every machine with "
+                                   "--set train.strategy=multi_worker and TF_CONFIG.")
+    p.add_argument("model", metavar="MODEL",
+                   help="zoo name, architecture string, JSON file, or searched / searched-S|M|L of the run")
+    p.add_argument("--params", required=True, metavar="PARAMS", help="params YAML, e.g. params/gpu.yaml")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a params key (dotted path, YAML value); repeatable")
+    p.add_argument("--epochs", type=int, help="epochs (default: stage2.epochs)")
+    p.add_argument("--images", type=int, help="training images (default: stage2.subset)")
+    p.add_argument("--resolution", type=int, help="training pixels (default: proxy.resolution)")
+    p.add_argument("--outputs", default="outputs", metavar="DIR",
+                   help="root of the run folders (searched models are read from DIR/<run_name>/)")
+    p.add_argument("--out", metavar="DIR", help="where the training goes (default: "
+                                                "OUTPUTS/<run_name>/train/<MODEL>)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args) -> int:
+    from accelnas import params as params_mod
+    from accelnas.run import network
+
+    p = params_mod.load(args.params)
+    if args.overrides:
+        p = params_mod.override(p, parse_set(args.overrides))
+    run_dir = Path(args.outputs) / p["run_name"]
+    arch = network(args.model, run_dir)
+    out = Path(args.out) if args.out else run_dir / "train" / "".join(
+        c if c.isalnum() or c in "-_." else "_" for c in arch.name)[:80]
+    from accelnas.train.fit import budget_for, train_network
+    from accelnas.train.strategy import configure
+
+    budget_for(p, epochs=args.epochs, images=args.images, resolution=args.resolution)  # checked first
+    configure(p["train"], log=lambda line: print(line, file=sys.stderr))
+    log = None if args.json else print
+    result = train_network(arch, p, out, epochs=args.epochs, images=args.images,
+                           resolution=args.resolution, log=log, verbose=0 if args.json else 2)
+    if args.json:
+        print(json.dumps(result, default=str))
+    else:
+        print(f"done: {out / 'result.json'}: test accuracy {result['test_accuracy']:.4f}, "
+              f"{result['epochs_done']} epochs (resumed from {result['resumed_from']}), "
+              f"{result['images_per_s']:.0f} images/s on {result['replicas']} replica(s)")
     return EXIT_OK
 
 
@@ -520,7 +584,7 @@ def _cmd_report(args) -> int:
 # parser and entry point
 
 #: Parser builders, one per subcommand, in help order. Later: export.
-SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_search, _add_zoo, _add_latency, _add_compat,
+SUBCOMMANDS: tuple[Callable, ...] = (_add_run, _add_search, _add_train, _add_zoo, _add_latency, _add_compat,
                                      _add_report)
 
 

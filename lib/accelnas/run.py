@@ -275,4 +275,60 @@ def open_run(params_file: str | os.PathLike, run_dir: str | os.PathLike, *, note
     # Tables show whole cells (pandas cuts text at 50 characters by default): report.html keeps the
     # notebooks' HTML tables as they were rendered in the kernel, so the cut would stick there.
     pd.set_option("display.max_colwidth", None)
+    if notebook in ("03", "04", "05"):  # they train: devices, strategy and precision first
+        from accelnas.train.strategy import configure
+
+        configure(params["train"])
     return Run(run_dir, params, notebook=notebook, seed=seed)
+
+
+def network(text: str, run_dir: str | os.PathLike):
+    """The architecture ``accelnas train MODEL`` names: a zoo name, an architecture string, a JSON
+    object or file (``{"arch": "<architecture string>"}``), or ``searched`` / ``searched-<LABEL>``
+    (``-S``, ``-M``, ``-L``, ...) of the finished run in ``run_dir`` (its ``best_archs.json`` /
+    ``scaled.parquet``).
+
+    Raises:
+        FileNotFoundError: ``searched`` of a run whose notebooks 03 (04) have not written it.
+        ValueError: none of the above.
+    """
+    from accelnas.search.trials import base_arch
+    from accelnas.space import zoo
+    from accelnas.space.arch import decode_arch
+
+    text = str(text).strip()
+    run_dir = Path(run_dir)
+    if text in zoo.names():
+        return zoo.get(text)
+    if text == "searched" or text.startswith("searched-"):
+        best_file = run_dir / BEST_ARCHS_FILE
+        if text == "searched":
+            if not best_file.is_file():
+                raise FileNotFoundError(f"no {best_file}: run the search first (accelnas run PARAMS "
+                                        "--only 01,02,03), or name a zoo model or an architecture")
+            return base_arch(json.loads(best_file.read_text()))
+        label = text[len("searched-"):]
+        scaled = run_dir / "scaled.parquet"
+        if not scaled.is_file():
+            raise FileNotFoundError(f"no {scaled}: run compound scaling first (accelnas run PARAMS "
+                                    "--only 04) to train searched-S/-M/-L")
+        import pandas as pd
+
+        rows = pd.read_parquet(scaled)
+        hit = rows[rows["name"].astype(str).isin([label, text])]
+        if hit.empty:
+            raise ValueError(f"{scaled} has no variant {label!r}; it has: "
+                             f"{', '.join('searched-' + str(n) for n in rows['name'])}")
+        return decode_arch(hit.iloc[0]["arch"]).replace(name=text.replace("-", "_"))
+    if text.endswith(".json") or text.startswith("{"):
+        try:
+            obj = json.loads(Path(text).read_text() if text.endswith(".json") else text)
+            return decode_arch(obj["arch"] if isinstance(obj, dict) else obj)
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"MODEL {text[:80]!r}: not a JSON object with an 'arch' architecture "
+                             f"string ({type(e).__name__}: {e})") from None
+    try:
+        return decode_arch(text)
+    except ValueError as e:
+        raise ValueError(f"MODEL {text[:80]!r} is not a zoo name ({', '.join(zoo.names())}), "
+                         f"searched / searched-S|M|L, a JSON file or an architecture string: {e}") from None

@@ -5,7 +5,7 @@ optimizer's step counter included, so the learning-rate schedule goes on where i
 ``state.json`` (what training it is, `identity`, and how many epochs are done). Both are written
 after every epoch, each atomically (a temporary file renamed), the weights first: a kill at any
 moment leaves the previous epoch's checkpoint or the new one, never a mix that `restore` would
-take for the new one. Under ``multi_worker`` only the chief writes (`EpochCheckpoint` ``write``).
+take for the new one. Under ``multi_worker`` only the chief's files are kept (`epoch_checkpoint`).
 
 `restore` refuses a checkpoint of another training (another architecture, budget or seed) with
 a message that names the folder and what differs, so that a wrong ``--out`` never continues the
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,18 @@ def write(model, folder: str | os.PathLike, ident: dict, epochs_done: int) -> No
 
 
 def epoch_checkpoint(folder: str | os.PathLike, ident: dict, write_files: bool = True):
-    """A Keras callback that writes the checkpoint at the end of every epoch (``write_files``
-    False: a worker other than the chief, which writes nothing)."""
+    """A Keras callback that writes the checkpoint at the end of every epoch. ``write_files``
+    False (a ``multi_worker`` worker other than the chief): it writes to a temporary folder and
+    deletes it, since saving under ``MultiWorkerMirroredStrategy`` runs collective ops in which
+    every worker must take part."""
     import keras
 
     class _EpochCheckpoint(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if write_files:
                 write(self.model, folder, ident, epoch + 1)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    write(self.model, tmp, ident, epoch + 1)
 
     return _EpochCheckpoint()

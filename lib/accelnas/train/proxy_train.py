@@ -142,6 +142,28 @@ def training_failure(e: BaseException) -> str:
     return f"failed to build or train: {name}: {first}"
 
 
+def _build_for_multi_worker(model, data, batch_size: int, resolution: int) -> None:
+    """Build a model's metrics and loss before ``fit`` under ``MultiWorkerMirroredStrategy``.
+
+    Keras 3.15's ``fit`` builds them from its first distributed batch, which it averages across the
+    workers with ``strategy.reduce`` first; with several workers that reduce fails ("Attempt to
+    convert a value (PerReplica...) to a Tensor"). Here they are built from one local batch under
+    the strategy's scope, and ``fit``'s own build, which would do the same, is skipped.
+    """
+    xb, yb = next(iter(data.pipeline("val" if data.size("val") else "train", batch_size=batch_size,
+                                     resolution=resolution, training=False, cache=False)))
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=(xb, yb))
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    # Its per-step logs fail too: it averages them over the workers with
+    # strategy.reduce("MEAN", v, axis=0), which needs an axis 0; the logs leave each step as
+    # one-element vectors, and come out of that reduce as the scalar mean over the workers.
+    import tensorflow as tf
+
+    step = model.train_step
+    model.train_step = lambda batch: {k: tf.reshape(v, [1]) for k, v in step(batch).items()}
+
+
 def _finite(x) -> bool:
     try:
         return math.isfinite(float(x))
@@ -426,10 +448,13 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
             train_ds = data.pipeline("train", batch_size=global_batch, resolution=resolution,
                                      seed=int(seed), augment=augment, epochs=epochs,
                                      first_epoch=resumed_from)
+            if setup.name == "multi_worker":
+                _build_for_multi_worker(model, data, global_batch, resolution)
             t_fit = time.perf_counter()
-            hist = model.fit(train_ds, epochs=epochs, initial_epoch=resumed_from, verbose=verbose,
-                             steps_per_epoch=steps_per_epoch, shuffle=False,
-                             callbacks=[check, *extra, *callbacks])
+            with setup.scope():
+                hist = model.fit(train_ds, epochs=epochs, initial_epoch=resumed_from, verbose=verbose,
+                                 steps_per_epoch=steps_per_epoch, shuffle=False,
+                                 callbacks=[check, *extra, *callbacks])
             fit_s = time.perf_counter() - t_fit
             lr_fn = model.optimizer.learning_rate
             for i, e in enumerate(range(resumed_from, resumed_from + len(hist.history.get("loss", [])))):
@@ -453,6 +478,11 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
             tmp = Path(save_path).with_name(Path(save_path).stem + ".partial.keras")
             model.save(tmp)
             os.replace(tmp, save_path)  # a killed save leaves no half-written model behind
+        elif save_path is not None:  # another worker: saving is collective, its file is not kept
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save(Path(tmp) / "model.keras")
     finally:  # also on TrainingDiverged / MemoryError / KeyboardInterrupt: free the model
         model = train_ds = hist = check = None
         keras.backend.clear_session()
