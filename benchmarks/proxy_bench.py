@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
-from accelnas.train.data import load_proxy  # noqa: E402
+from accelnas.train.load import load_proxy  # noqa: E402
 from accelnas.search.proxy_fidelity import correlation_candidates, fidelity_summary  # noqa: E402
 from accelnas.search.supernet import Supernet, supernet_evaluator, trained_supernet  # noqa: E402
 from accelnas.search.tuner import setup  # noqa: E402

@@ -403,7 +403,7 @@ def main(argv=None) -> dict:
     checkpoints = sorted({max(1, round(a.trials * f)) for f in (0.25, 0.5, 0.75, 1.0)})
 
     if a.objective == "supernet":
-        from accelnas.train.data import load_proxy
+        from accelnas.train.load import load_proxy
 
         data = load_proxy(params)
         fn = SupernetObjective(params, data, Path(a.supernet_file), log=say)

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from accelnas import params as P  # noqa: E402
-from accelnas.train.data import load_proxy  # noqa: E402
+from accelnas.train.load import load_proxy  # noqa: E402
 from accelnas.search.supernet import supernet_for, teacher_arch  # noqa: E402
 from accelnas.search.tuner import setup  # noqa: E402
 

@@ -13,6 +13,7 @@ import pytest
 
 from accelnas.train import data
 from accelnas.train.data import load_arrays, make_pipeline
+from accelnas.train.load import load_proxy
 
 @pytest.fixture(scope="module")
 def cifar(cifar_dir):
@@ -63,7 +64,7 @@ def test_val_images_decouples_the_validation_split_from_the_subset(cifar_dir, mo
     assert len(rule.y_val) == 56
     params = {"dataset": "cifar10", "seed": 0,
               "proxy": {"subset": 500, "val_images": 1500, "resolution": 32}}
-    np.testing.assert_array_equal(data.load_proxy(params).val_indices, d.val_indices)
+    np.testing.assert_array_equal(load_proxy(params).val_indices, d.val_indices)
     with pytest.raises(ValueError, match="val_images"):
         load_arrays("cifar10", subset=500, val_images=-1)
 

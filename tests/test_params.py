@@ -12,7 +12,7 @@ from accelnas.space import zoo
 from accelnas.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS_FILES = ["smoke.yaml", "default.yaml", "paper.yaml"]
+PARAMS_FILES = ["smoke.yaml", "default.yaml", "paper.yaml", "gpu.yaml"]
 
 
 def write(tmp_path: Path, data: dict, name: str = "run.yaml") -> Path:
@@ -47,7 +47,8 @@ def test_smoke_is_tiny_and_paper_is_imagenet():
     assert smoke["proxy"]["subset"] <= 1024 and smoke["proxy"]["epochs"] == 1
     assert smoke["proxy"]["resolution"] == 16 and smoke["search"]["trials"] == 3
     paper = params.load(ROOT / "params" / "paper.yaml")
-    assert paper["dataset"] == "tfds:imagenet2012" and paper["proxy"]["resolution"] == 224
+    assert paper["dataset"].startswith("tfrecord:") and paper["proxy"]["resolution"] == 224
+    assert paper["train"]["strategy"] == "auto" and params.load(ROOT / "params" / "gpu.yaml")["proxy"]["subset"] == 45000
 
 
 @pytest.mark.parametrize("name", PARAMS_FILES)

@@ -147,8 +147,6 @@ def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: s
     from accelnas.latency.compat import edgetpu_compat
     from accelnas.latency.measure import int8_accuracy
     from accelnas.latency.tflite import load_model, to_int8_tflite
-    from accelnas.train.data import make_pipeline
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -164,11 +162,9 @@ def export_trained(trained: pd.DataFrame, run_dir: str | os.PathLike, out_dir: s
                                             training=False, cache=False)))[0]
             path = out / f"{name}.tflite"
             blob = to_int8_tflite(model, np.asarray(calib, np.float32), path)
-            xt, yt = data.split("test")
-            idx = np.sort(np.random.default_rng(0).choice(len(yt), min(test_images, len(yt)), replace=False))
             x, y = [], []  # a seeded sample: the test split may be ordered by class
-            for xb, yb in make_pipeline(xt[idx], yt[idx], batch_size=256, resolution=res, training=False,
-                                        seed=0, augment=False, cache=False, mean=data.mean, std=data.std):
+            for xb, yb in data.pipeline("test", batch_size=256, resolution=res, training=False, seed=0,
+                                        cache=False, images=min(test_images, data.size("test"))):
                 x.append(np.asarray(xb, np.float32)); y.append(np.asarray(yb))
             x, y = np.concatenate(x), np.concatenate(y)
             float_acc = float((model.predict(x, verbose=0, batch_size=256).argmax(1) == y).mean())

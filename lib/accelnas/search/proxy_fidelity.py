@@ -138,7 +138,7 @@ def measure(params: Mapping, space, screen, run_dir, *, n: int, seeds: Sequence[
     training under the ``proxy`` budget with the first seed. Stand-alone trainings go through
     `accelnas.train.cache.train_models` (cached in ``run_dir``: a second run reuses them)."""
     from accelnas.train import cache as trainings
-    from accelnas.train.data import load_proxy
+    from accelnas.train.load import load_proxy
 
     target = params["target_accelerator"]
     cands = correlation_candidates(space, screen, target, n, seed)

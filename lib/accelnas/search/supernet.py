@@ -742,7 +742,16 @@ def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path
                      log=print) -> Supernet:
     """The supernet of ``space`` for ``params``, trained once on ``data``: loaded from ``path``
     when a supernet with the same space, proxy, seed, data and training was saved there, else
-    trained now and saved (a damaged or different file is replaced)."""
+    trained now and saved (a damaged or different file is replaced).
+
+    Raises:
+        ValueError: ``data`` is streamed from disk (``folder:``, ``tfrecord:``): the supernet
+            trains on in-memory data only.
+    """
+    if not hasattr(data, "split"):
+        raise ValueError(f"search.evaluator supernet trains on in-memory data (cifar10, synthetic, "
+                         f"tfds:); {data.source} is streamed from disk: use search.evaluator "
+                         "standalone with it")
     net = supernet_for(space, params["proxy"], len(data.classes), seed=int(params["seed"]))
     meta = training_meta(params)
     path = Path(path)

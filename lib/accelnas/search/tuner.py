@@ -485,7 +485,7 @@ def run_search(params: Mapping, run_dir: str | os.PathLike, *, controller: str |
         try:
             if su.oracle.max_trials - done > 0:
                 if data is None and role != "chief":
-                    from accelnas.train.data import load_proxy
+                    from accelnas.train.load import load_proxy
 
                     data = shared["data"] = shared.get("data") or load_proxy(params)
                 if train_fn is None and params["search"]["evaluator"] == "supernet" and role != "chief":

@@ -32,6 +32,7 @@ the others and `make_pipeline` import it lazily.
 """
 from __future__ import annotations
 
+import glob
 import math
 import os
 import socket
@@ -576,6 +577,22 @@ def _load_folder(root: str, *, seed, val_fraction, subset, val_images=0, image_s
                      x_val=x_val, y_val=y_val)
 
 
+def split_files(pattern: str) -> tuple[list[str], list[str]]:
+    """The training and test files of a ``tfrecord:`` glob (module docstring)."""
+    files = sorted(f for f in glob.glob(os.path.expanduser(pattern)) if os.path.isfile(f))
+    if not files:
+        raise FileNotFoundError(f"dataset 'tfrecord:{pattern}': the glob matches no file; give a glob "
+                                "of TFRecord files, e.g. tfrecord:/data/imagenet/*-of-*")
+    train = [f for f in files if "train" in Path(f).name.lower()]
+    test = [f for f in files if f not in train and any(k in Path(f).name.lower()
+                                                       for k in ("validation", "val", "test"))]
+    if not train or not test:
+        raise ValueError(f"dataset 'tfrecord:{pattern}': {len(files)} files, {len(train)} named *train*, "
+                         f"{len(test)} named *validation*/*val*/*test*; it needs both (training pool "
+                         "and test split), e.g. train-00000-of-01024 and validation-00000-of-00128")
+    return train, test
+
+
 def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
     """Where the ``dataset`` spec is, as `load_arrays` resolves it, without loading it or importing
     TensorFlow (a run checks it before its first notebook).
@@ -603,8 +620,6 @@ def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
                            "notebooks run")
         return str(path.resolve())
     if spec.startswith("tfrecord:"):
-        from accelnas.train.stream import split_files
-
         train, test = split_files(spec[len("tfrecord:"):])
         return f"{len(train)} train + {len(test)} test TFRecord files"
     if spec.startswith("tfds:"):
@@ -729,39 +744,6 @@ def load_arrays(spec: str, *, seed: int = 0, val_fraction: float = 0.1, subset: 
         return _load_tfds(spec[len("tfds:"):], seed=seed, val_fraction=val_fraction,
                           subset=subset, image_size=image_size, val_images=val_images)
     raise ValueError(f"unknown dataset {spec!r}; choose cifar10, synthetic, folder:PATH or tfds:NAME")
-
-
-STREAMED = ("folder:", "tfrecord:")
-"""Dataset spec prefixes `load_data` streams from disk (`accelnas.train.stream`)."""
-
-
-def load_data(params: dict, seed: int | None = None, subset: int | None = None,
-              resolution: int | None = None):
-    """The training data of a params dict: ``dataset`` split with ``proxy.subset`` training
-    (``subset``: that many instead, e.g. ``stage2.subset``) and ``proxy.val_images`` validation
-    images; ``seed`` None: the params' seed.
-
-    ``cifar10``, ``synthetic`` and ``tfds:`` are loaded into memory (`load_arrays`; images resized
-    to ``resolution``, default ``proxy.resolution``); ``folder:`` and ``tfrecord:`` are streamed
-    (`accelnas.train.stream.StreamedDataset`: only file or record indices and labels in memory).
-    """
-    proxy = params["proxy"]
-    spec, seed = params["dataset"], params["seed"] if seed is None else seed
-    kw = dict(seed=seed, subset=subset or proxy["subset"], val_images=proxy.get("val_images", 0))
-    if spec.startswith("folder:"):
-        from accelnas.train.stream import open_folder
-
-        return open_folder(spec[len("folder:"):], **kw)
-    if spec.startswith("tfrecord:"):
-        from accelnas.train.stream import open_tfrecord
-
-        return open_tfrecord(spec[len("tfrecord:"):], **kw)
-    return load_arrays(spec, image_size=resolution or proxy["resolution"], **kw)
-
-
-def load_proxy(params: dict, seed: int | None = None, subset: int | None = None):
-    """`load_data` at the proxy resolution (what the search, scaling and report notebooks train on)."""
-    return load_data(params, seed=seed, subset=subset)
 
 
 # ------------------------------------------------------------------------------------- pipeline

@@ -53,7 +53,7 @@ def train_network(arch: ArchSpec, params: Mapping, out: str | os.PathLike, *,
         ValueError: a bad budget, data that cannot be read, or a checkpoint of another training
             in ``out`` (`accelnas.train.checkpoint.CheckpointError`).
     """
-    from accelnas.train.data import load_data
+    from accelnas.train.load import load_data
     from accelnas.train.proxy_train import train_proxy
     from accelnas.train.strategy import current
 

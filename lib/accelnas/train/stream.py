@@ -34,7 +34,6 @@ An undecodable file or record (not an image) stops the pipeline with an error th
 """
 from __future__ import annotations
 
-import glob as _glob
 import hashlib
 import json
 import os
@@ -45,7 +44,7 @@ from typing import Sequence
 import numpy as np
 
 from accelnas.train.data import (IMAGE_EXTENSIONS, _split_sizes, _stratified_order, check_folder,
-                                 epoch_order, epoch_seed)
+                                 epoch_order, epoch_seed, split_files)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """Per-channel (RGB) mean of ImageNet's training images, in [0, 1] (torchvision / Keras)."""
@@ -382,22 +381,6 @@ def _parse_example(record):
     f = tf.io.parse_single_example(record, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
                                             LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)})
     return f[IMAGE_KEY], f[LABEL_KEY]
-
-
-def split_files(pattern: str) -> tuple[list[str], list[str]]:
-    """The training and test files of a ``tfrecord:`` glob (module docstring)."""
-    files = sorted(f for f in _glob.glob(os.path.expanduser(pattern)) if os.path.isfile(f))
-    if not files:
-        raise FileNotFoundError(f"dataset 'tfrecord:{pattern}': the glob matches no file; give a glob "
-                                "of TFRecord files, e.g. tfrecord:/data/imagenet/*-of-*")
-    train = [f for f in files if "train" in Path(f).name.lower()]
-    test = [f for f in files if f not in train and any(k in Path(f).name.lower()
-                                                       for k in ("validation", "val", "test"))]
-    if not train or not test:
-        raise ValueError(f"dataset 'tfrecord:{pattern}': {len(files)} files, {len(train)} named *train*, "
-                         f"{len(test)} named *validation*/*val*/*test*; it needs both (training pool "
-                         "and test split), e.g. train-00000-of-01024 and validation-00000-of-00128")
-    return train, test
 
 
 def open_tfrecord(pattern: str, *, seed: int, subset: int | None, val_fraction: float = 0.1,
