@@ -124,3 +124,46 @@ def test_bad_tfrecord_inputs(records, tmp_path, monkeypatch):
                 "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[1]))})).SerializeToString())
     with pytest.raises(ValueError, match=r"train-0: record 0 has no 'image/class/label' \(it has: label\)"):
         stream.open_tfrecord(str(wrong / "*"), seed=0, subset=None)
+
+
+def test_tfds_prepared_folder_is_streamed_without_the_package(tmp_path, monkeypatch):
+    """The on-disk layout TensorFlow Datasets writes: NAME/VERSION/dataset_info.json + shards."""
+    from accelnas.train.data import locate_dataset
+
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ACCELNAS_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="not prepared under"):
+        stream.open_tfds("mini", seed=0, subset=None)
+    rng = np.random.default_rng(2)
+    for version, n in (("1.0.0", 4), ("1.2.0", 12)):  # the highest version is read
+        d = tmp_path / "mini" / version
+        d.mkdir(parents=True)
+        (d / "dataset_info.json").write_text("{}")
+        (d / "label.labels.txt").write_text("red\ngreen\nblue\n")
+        for split, shards in (("train", 2), ("test", 1)):
+            for k in range(shards):
+                with tf.io.TFRecordWriter(str(d / f"mini-{split}.tfrecord-{k:05d}-of-{shards:05d}")) as w:
+                    for i in range(n):
+                        f = tf.train.Feature
+                        w.write(tf.train.Example(features=tf.train.Features(feature={
+                            "image": f(bytes_list=tf.train.BytesList(value=[_jpeg(rng, i % 3)])),
+                            "label": f(int64_list=tf.train.Int64List(value=[i % 3]))})).SerializeToString())
+    assert "1.2.0" in locate_dataset("tfds:mini")
+    ds = stream.open_tfds("mini", seed=0, subset=18, val_images=6)
+    assert ds.classes == ("red", "green", "blue") and "1.2.0" in ds.source
+    assert (ds.size("train"), ds.size("val"), ds.size("test")) == (18, 6, 12)
+    seen = _labels_seen(ds.pipeline("train", batch_size=5, resolution=16, seed=0))
+    assert sorted(seen) == sorted(ds.labels("train").tolist())
+
+
+def test_undecodable_record_is_named(records, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("ACCELNAS_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "rec"
+    shutil.copytree(records, root)
+    with tf.io.TFRecordWriter(str(root / "train-00002-of-00003")) as w:  # replaces a shard
+        w.write(_example(b"\x00garbage, not an image", 1))
+    d = stream.open_tfrecord(str(root / "*"), seed=0, subset=None, val_images=1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"record 40 in .*train-00002-of-00003"):
+        list(d.pipeline("train", batch_size=64, resolution=16, seed=0))

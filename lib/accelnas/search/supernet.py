@@ -745,12 +745,12 @@ def trained_supernet(space: SearchSpace, params: Mapping, data, path: str | Path
     trained now and saved (a damaged or different file is replaced).
 
     Raises:
-        ValueError: ``data`` is streamed from disk (``folder:``, ``tfrecord:``): the supernet
+        ValueError: ``data`` is streamed from disk (``folder:``, ``tfrecord:``, ``tfds:``): the supernet
             trains on in-memory data only.
     """
     if not hasattr(data, "split"):
-        raise ValueError(f"search.evaluator supernet trains on in-memory data (cifar10, synthetic, "
-                         f"tfds:); {data.source} is streamed from disk: use search.evaluator "
+        raise ValueError(f"search.evaluator supernet trains on in-memory data (cifar10, synthetic)"
+                         f"; {data.source} is streamed from disk: use search.evaluator "
                          "standalone with it")
     net = supernet_for(space, params["proxy"], len(data.classes), seed=int(params["seed"]))
     meta = training_meta(params)

@@ -593,17 +593,62 @@ def split_files(pattern: str) -> tuple[list[str], list[str]]:
     return train, test
 
 
+TFDS_ENV = "TFDS_DATA_DIR"
+
+
+def tfds_folder(name: str) -> tuple[Path, list[str], list[str]]:
+    """The prepared folder of ``tfds:NAME`` and its training and test TFRecord shards.
+
+    TensorFlow Datasets prepares a dataset as ``$TFDS_DATA_DIR/NAME[/CONFIG]/VERSION/`` (default
+    ``~/tensorflow_datasets``) holding ``dataset_info.json`` and shards
+    ``NAME-SPLIT.tfrecord-00000-of-00016`` of ``tf.train.Example`` records (``image``: the
+    encoded image, ``label``); they are read directly, without the tensorflow_datasets package.
+    ``NAME`` may name a config and version (``imagenet2012/5.1.0``); else the highest version.
+
+    Raises:
+        FileNotFoundError: nothing prepared there (how to prepare it).
+        ValueError: no ``train`` or no ``test``/``validation`` shards (e.g. ``array_record`` files).
+    """
+    root = Path(os.environ.get(TFDS_ENV) or Path.home() / "tensorflow_datasets").expanduser()
+    base = root / name
+    infos = sorted(base.rglob("dataset_info.json")) if base.is_dir() else []
+    if not infos:
+        raise FileNotFoundError(
+            f"dataset 'tfds:{name}' is not prepared under {root} (no {base}/.../dataset_info.json; "
+            f"accelnas never downloads it). Prepare it once where there is internet "
+            f"(tfds.builder({name.split('/')[0]!r}).download_and_prepare()), copy the folder here and "
+            f"point {TFDS_ENV} at its root")
+
+    def version(p: Path):
+        return tuple(int(v) if v.isdigit() else -1 for v in p.parent.name.split("."))
+
+    folder = max(infos, key=version).parent
+    short = name.split("/")[0]
+    shards = sorted(str(f) for f in folder.glob(f"{short}-*.tfrecord-*"))
+    train = [f for f in shards if f"-train.tfrecord" in Path(f).name]
+    test = [f for f in shards if "-test.tfrecord" in Path(f).name] or \
+        [f for f in shards if "-validation.tfrecord" in Path(f).name]
+    if not train or not test:
+        other = sorted({f.suffix for f in folder.iterdir() if f.is_file()} - {".json", ".txt"})
+        raise ValueError(f"dataset 'tfds:{name}': {folder} has {len(train)} train and {len(test)} "
+                         f"test/validation TFRecord shards (other files: {other or 'none'}); accelnas "
+                         "streams TFDS's tfrecord format (prepare it with file_format='tfrecord')")
+    return folder, train, test
+
+
 def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
-    """Where the ``dataset`` spec is, as `load_arrays` resolves it, without loading it or importing
-    TensorFlow (a run checks it before its first notebook).
+    """Where the ``dataset`` spec is, as `accelnas.train.load.load_data` resolves it, without
+    loading it or importing TensorFlow (a run checks it before its first notebook).
 
     * ``cifar10``: the .npz (`find_cifar10_npz`), else Keras's cache folder (no download is tried);
     * ``folder:PATH``: its layout (`check_folder`); a relative ``PATH`` is relative to ``cwd``;
-    * ``tfds:NAME``: the tensorflow_datasets package is installed (the data is checked on load);
+    * ``tfrecord:GLOB``: training and test files (`split_files`);
+    * ``tfds:NAME``: its prepared folder and shards (`tfds_folder`);
     * ``synthetic``: always there.
 
     Raises:
         FileNotFoundError: not found; the message lists every place tried and what to set.
+        ValueError: files there, but not the layout needed.
     """
     if spec == "cifar10":
         npz, tried = find_cifar10_npz()
@@ -623,13 +668,8 @@ def locate_dataset(spec: str, cwd: str | os.PathLike | None = None) -> str:
         train, test = split_files(spec[len("tfrecord:"):])
         return f"{len(train)} train + {len(test)} test TFRecord files"
     if spec.startswith("tfds:"):
-        import importlib.util
-
-        if importlib.util.find_spec("tensorflow_datasets") is None:
-            raise FileNotFoundError(
-                f"dataset {spec!r} needs the tensorflow_datasets package, which is not installed "
-                "(pip install tensorflow-datasets), and the data prepared on disk; offline "
-                f"alternatives: dataset cifar10 with {DATA_DIR_ENV}, folder:PATH or synthetic")
+        folder, train, test = tfds_folder(spec[len("tfds:"):])
+        return f"{folder} ({len(train)} train + {len(test)} test TFRecord shards)"
     return spec
 
 

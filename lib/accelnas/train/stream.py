@@ -1,4 +1,4 @@
-"""Datasets that do not fit in memory, decoded inside tf.data: ``folder:PATH`` and ``tfrecord:GLOB``.
+"""Datasets that do not fit in memory, decoded inside tf.data: ``folder:PATH``, ``tfrecord:GLOB``, ``tfds:NAME``.
 
 A `StreamedDataset` keeps, per split, only the index of its images (file paths, or record numbers
 in a fixed order of the files) and their labels; the pixels are read and decoded inside the
@@ -14,6 +14,8 @@ dataset's size. It offers the interface `accelnas.train.proxy_train` trains on (
   TFDS ImageNet records. Files whose name contains ``train`` are the training pool; those whose
   name contains ``validation``, ``val`` or ``test`` are the test split. Labels that start at 1
   (the model garden's ImageNet, 0 being "background") are shifted to start at 0.
+- ``tfds:NAME``: a TensorFlow Datasets dataset prepared on disk, its TFRecord shards read directly
+  (`tfds_folder`; no tensorflow_datasets package needed).
 
 Splits and subsets are chosen from the labels alone, never the pixels, with the in-memory loader's
 rules (`accelnas.train.data`): a seeded, class-stratified order of the training pool whose first
@@ -44,7 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from accelnas.train.data import (IMAGE_EXTENSIONS, _split_sizes, _stratified_order, check_folder,
-                                 epoch_order, epoch_seed, split_files)
+                                 epoch_order, epoch_seed, split_files, tfds_folder)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """Per-channel (RGB) mean of ImageNet's training images, in [0, 1] (torchvision / Keras)."""
@@ -332,8 +334,11 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "accelnas")
 
 
-def _record_labels(files: Sequence[str]) -> tuple[list[int], np.ndarray]:
-    """Per file its record count, and every record's label (int64), parsing only the label."""
+def _record_labels(files: Sequence[str], keys: tuple[str, str] = (IMAGE_KEY, LABEL_KEY),
+                   what: str = "tfrecord:") -> tuple[list[int], np.ndarray]:
+    """Per file its record count, and every record's label (int64), parsing only the label
+    (``keys``: the image and label features)."""
+    image_key, label_key = keys
     import tensorflow as tf
 
     stamp = json.dumps([(f, os.path.getsize(f), os.path.getmtime(f)) for f in files])
@@ -344,20 +349,19 @@ def _record_labels(files: Sequence[str]) -> tuple[list[int], np.ndarray]:
                 return [int(c) for c in z["counts"]], z["labels"]
         except Exception:  # noqa: BLE001 - a damaged cache is rebuilt
             pass
-    spec = {LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+    spec = {label_key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
     counts, labels = [], []
     for f in files:
         part = []
         try:
             for batch in tf.data.TFRecordDataset(f).batch(8192):
-                lab = tf.io.parse_example(batch, spec)[LABEL_KEY].numpy()
+                lab = tf.io.parse_example(batch, spec)[label_key].numpy()
                 bad = np.flatnonzero(lab < 0)
                 if len(bad):
                     rec = tf.train.Example.FromString(batch[int(bad[0])].numpy())
                     raise ValueError(f"{f}: record {sum(len(p) for p in part) + int(bad[0])} has no "
-                                     f"{LABEL_KEY!r} (it has: {', '.join(sorted(rec.features.feature)) or 'no features'}); "
-                                     f"tfrecord: datasets need {IMAGE_KEY!r} and {LABEL_KEY!r} in every record "
-                                     "(the model garden / TFDS ImageNet layout)")
+                                     f"{label_key!r} (it has: {', '.join(sorted(rec.features.feature)) or 'no features'}); "
+                                     f"{what} datasets need {image_key!r} and {label_key!r} in every record")
                 part.append(lab)
         except tf.errors.OpError as e:
             raise ValueError(f"{f}: not a readable TFRecord file ({e.message.splitlines()[0][:200]}); "
@@ -375,12 +379,18 @@ def _record_labels(files: Sequence[str]) -> tuple[list[int], np.ndarray]:
     return counts, labels
 
 
-def _parse_example(record):
+def _parser(image_key: str = IMAGE_KEY, label_key: str = LABEL_KEY):
+    """``serialized tf.train.Example -> (encoded image, int64 label)``."""
     import tensorflow as tf
 
-    f = tf.io.parse_single_example(record, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
-                                            LABEL_KEY: tf.io.FixedLenFeature([], tf.int64, default_value=-1)})
-    return f[IMAGE_KEY], f[LABEL_KEY]
+    spec = {image_key: tf.io.FixedLenFeature([], tf.string, default_value=""),
+            label_key: tf.io.FixedLenFeature([], tf.int64, default_value=-1)}
+
+    def parse(record):
+        f = tf.io.parse_single_example(record, spec)
+        return f[image_key], f[label_key]
+
+    return parse
 
 
 def open_tfrecord(pattern: str, *, seed: int, subset: int | None, val_fraction: float = 0.1,
@@ -394,7 +404,7 @@ def open_tfrecord(pattern: str, *, seed: int, subset: int | None, val_fraction: 
     shift = 1 if labels.min() >= 1 else 0
     labels = (labels - shift).astype(np.int32)
     num_classes = int(labels.max()) + 1
-    reader = _RecordReader(train_files + test_files, counts, _parse_example, shift)
+    reader = _RecordReader(train_files + test_files, counts, _parser(), shift)
     all_keys = np.arange(len(labels), dtype=np.int64)
     splits = _assemble(all_keys[:n_train_recs], labels[:n_train_recs], seed=seed, subset=subset,
                        val_fraction=val_fraction, val_images=val_images)
@@ -402,3 +412,23 @@ def open_tfrecord(pattern: str, *, seed: int, subset: int | None, val_fraction: 
     source = f"tfrecord:{pattern} ({len(train_files)} train + {len(test_files)} test files" + \
              (", labels shifted from 1-based)" if shift else ")")
     return StreamedDataset(source, [str(k) for k in range(num_classes)], splits, reader)
+
+
+# ------------------------------------------------------------------------------------ tfds:
+
+def open_tfds(name: str, *, seed: int, subset: int | None, val_fraction: float = 0.1,
+              val_images: int = 0) -> StreamedDataset:
+    """``tfds:NAME`` prepared on disk as a `StreamedDataset` (`tfds_folder`); parses labels only."""
+    folder, train_files, test_files = tfds_folder(name)
+    counts, labels = _record_labels(train_files + test_files, ("image", "label"), "tfds:")
+    labels = labels.astype(np.int32)
+    n_train = sum(counts[:len(train_files)])
+    names_file = folder / "label.labels.txt"
+    classes = (tuple(line.strip() for line in names_file.read_text().splitlines() if line.strip())
+               if names_file.is_file() else tuple(str(k) for k in range(int(labels.max()) + 1)))
+    keys = np.arange(len(labels), dtype=np.int64)
+    splits = _assemble(keys[:n_train], labels[:n_train], seed=seed, subset=subset,
+                       val_fraction=val_fraction, val_images=val_images)
+    splits["test"] = _Split(keys[n_train:], labels[n_train:])
+    reader = _RecordReader(train_files + test_files, counts, _parser("image", "label"))
+    return StreamedDataset(f"tfds:{name} ({folder})", classes, splits, reader)
