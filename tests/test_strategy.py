@@ -213,3 +213,50 @@ def test_train_bad_model_and_missing_run(tmp_path):
     p = subprocess.run([*ACCELNAS, "train", "searched", "--params", SMOKE, "--outputs", str(tmp_path)],
                        capture_output=True, text=True, timeout=120, env=_env(), cwd=ROOT)
     assert p.returncode == 2 and "best_archs.json" in p.stderr and "run the search first" in p.stderr
+
+
+# ------------------------------------------------------------------------------ the supernet
+
+_SUPERNET_GRADS = """
+import sys
+import numpy as np
+from accelnas.train import strategy as S
+setup = S.configure({"strategy": sys.argv[1], "logical_cpus": 2}, log=None)
+sys.path.insert(0, sys.argv[3])
+from test_supernet import PROXY, small_space
+from accelnas.search.supernet import Supernet
+from accelnas.train.data import load_arrays
+data = load_arrays("synthetic", subset=256, val_images=64, image_size=16, seed=0)
+net = Supernet(small_space(), **PROXY, seed=0)
+net.train(data, epochs=0)  # creates the gradient accumulators, takes no step
+xb, yb = next(iter(data.pipeline("train", batch_size=64, resolution=16, seed=0, augment=False)))
+enc = net.encode(net.space.sample(np.random.default_rng(1)))
+step = net._fn("accumulate")
+if setup.replicas == 1:  # each half on its own: what two replicas each compute
+    loss = np.mean([float(step(xb[i:i + 32], yb[i:i + 32], enc["stages"], enc["act"])) for i in (0, 32)])
+else:
+    loss = float(net._run(step, xb, yb, enc["stages"], enc["act"]))
+np.savez(sys.argv[2], loss=loss, replicas=setup.replicas, *[a.numpy() for a in net._acc])
+"""
+
+
+@pytest.mark.slow
+def test_supernet_gradients_are_summed_over_mirrored_replicas(tmp_path):
+    """Two replicas each take half the batch (BatchNorm over their half) and their gradients are
+    summed into the accumulators: on one device, the two halves' gradients averaged."""
+    import numpy as np
+
+    got = {}
+    for name in ("one_device", "mirrored"):
+        out = tmp_path / f"{name}.npz"
+        p = subprocess.run([sys.executable, "-c", _SUPERNET_GRADS, name, str(out), str(ROOT / "tests")],
+                           capture_output=True, text=True, timeout=300, env=_env(), cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+        got[name] = dict(np.load(out))
+    one, mirrored = got["one_device"], got["mirrored"]
+    assert int(one["replicas"]) == 1 and int(mirrored["replicas"]) == 2
+    assert float(mirrored["loss"]) == pytest.approx(float(one["loss"]), rel=1e-5)
+    grads = sorted(k for k in one if k.startswith("arr_"))
+    assert len(grads) > 10 and any(np.abs(one[k]).max() > 0 for k in grads)
+    for k in grads:  # one device summed both halves' full gradients; the replicas each 1/2 of theirs
+        np.testing.assert_allclose(mirrored[k] * 2, one[k], rtol=1e-4, atol=1e-6, err_msg=k)

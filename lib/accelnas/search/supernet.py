@@ -100,10 +100,14 @@ class Supernet:
         space: the search space (after the accelerators' exclusions).
         resolution, width_mult, num_classes, min_feature: the proxy task (`proxy_arch`).
         seed: weight initialisation.
+        setup: the `accelnas.train.strategy.Setup` it trains under (default: the process's). With
+            several replicas each training batch is split over them and the accumulated gradients
+            are summed across them (`_run`); BatchNorm uses each replica's share of the batch.
+            Calibration and scoring run on the first device.
     """
 
     def __init__(self, space: SearchSpace, *, resolution: int, width_mult: float, num_classes: int,
-                 min_feature: int = MIN_FEATURE, seed: int = 0) -> None:
+                 min_feature: int = MIN_FEATURE, seed: int = 0, setup=None) -> None:
         bad = [t for t in space.block_types if t not in TYPES]
         if bad:
             raise ValueError(f"the supernet covers block types {TYPES}, not {bad}; use "
@@ -132,7 +136,11 @@ class Supernet:
             cin = b.out_channels
         self.dims = tuple(dims)
         self.seed = int(seed)
-        self._build_variables()
+        from accelnas.train.strategy import current
+
+        self.setup = setup or current()
+        with self.setup.scope():
+            self._build_variables()
         self._fns: dict = {}
         self._cache: dict = {}
         self._cache_data = None
@@ -343,7 +351,9 @@ class Supernet:
                 with tf.GradientTape() as tape:
                     logits = self._forward(x, {"stages": stages, "act": act}, "train")
                     loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-                for acc, g in zip(self._acc, tape.gradient(loss, self.trainable)):
+                    # summed over the replicas (each one's share of the batch): the batch's mean
+                    share = loss * (1.0 / self.setup.replicas)
+                for acc, g in zip(self._acc, tape.gradient(share, self.trainable)):
                     if g is not None:
                         acc.assign_add(g)
                 return loss
@@ -371,9 +381,10 @@ class Supernet:
                 # Only the stages learn (the teacher's stem and head stay as they are).
                 with tf.GradientTape() as tape:
                     losses = self._stage_losses(x, {"stages": stages, "act": act})
-                    loss = tf.reduce_sum(losses)
+                    share = tf.reduce_sum(losses) * (1.0 / self.setup.replicas)
                 if train:
-                    for acc, w, g in zip(self._acc, self.trainable, tape.gradient(loss, self.trainable)):
+                    grads = tape.gradient(share, self.trainable)
+                    for acc, w, g in zip(self._acc, self.trainable, grads):
                         if g is not None and id(w) in stage_set:
                             acc.assign_add(g)
                 return losses
@@ -388,6 +399,25 @@ class Supernet:
                 return self._forward(x, {"stages": stages, "act": act}, "eval")
         self._fns[name] = fn
         return fn
+
+    def _run(self, fn, x, y, *rest):
+        """``fn(x, [y,] *rest)`` over the strategy's replicas, each on its share of the batch; the
+        mean of their results (one replica: ``fn`` as it is)."""
+        if self.setup.replicas == 1:
+            return fn(x, *rest) if y is None else fn(x, y, *rest)
+        import tensorflow as tf
+
+        st, size = self.setup.strategy, int(x.shape[0])
+
+        def share(t):
+            def part(ctx):
+                i, k = ctx.replica_id_in_sync_group, ctx.num_replicas_in_sync
+                return t[size * i // k: size * (i + 1) // k]
+            return st.experimental_distribute_values_from_function(part)
+
+        args = (share(x),) if y is None else (share(x), share(y))
+        out = st.run(fn, args=(*args, *rest))
+        return st.reduce(tf.distribute.ReduceOp.MEAN, out, axis=None)
 
     # ---- public API ------------------------------------------------------------------------
 
@@ -431,7 +461,8 @@ class Supernet:
         t0 = time.perf_counter()
         rec_t = self.train(data, epochs=teacher_epochs, batch_size=batch_size, learning_rate=learning_rate,
                            seed=seed, log=log, paths=lambda rng: [teacher])
-        self._teacher = {k: tf.Variable(w.numpy(), trainable=False) for k, w in self.vars.items()}
+        with self.setup.scope():
+            self._teacher = {k: tf.Variable(w.numpy(), trainable=False) for k, w in self.vars.items()}
         enc_t = self.encode(teacher)
         self._teacher_enc = {"stages": tf.constant(enc_t["stages"]), "act": tf.constant(enc_t["act"])}
         self._fns.pop("distill", None)
@@ -445,7 +476,8 @@ class Supernet:
             losses = []
             for step, lr, xb, _ in batches:
                 enc = self.encode(self.space.sample(rng))
-                losses.append(step_fn(xb, enc["stages"], enc["act"], tf.constant(True)).numpy())
+                losses.append(np.asarray(self._run(step_fn, xb, None, enc["stages"], enc["act"],
+                                                   tf.constant(True))))
                 apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
             per_epoch = np.mean(losses, axis=0)
             if log:
@@ -506,9 +538,13 @@ class Supernet:
         rng = np.random.default_rng([seed, 7])
         step, t0, images, epoch_losses = 0, time.perf_counter(), 0, []
         if not hasattr(self, "_acc"):
-            self._acc = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
-            self._m = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
-            self._v = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+            # gradients accumulate summed over the replicas (one device: a plain variable)
+            agg = tf.VariableAggregation.SUM if self.setup.replicas > 1 else tf.VariableAggregation.NONE
+            with self.setup.scope():
+                self._acc = [tf.Variable(tf.zeros_like(w), trainable=False, aggregation=agg)
+                             for w in self.trainable]
+                self._m = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
+                self._v = [tf.Variable(tf.zeros_like(w), trainable=False) for w in self.trainable]
         accumulate, apply = self._fn("accumulate"), self._fn("apply")
         for epoch, batches in self._epochs(data, epochs=epochs, batch_size=batch_size,
                                            learning_rate=learning_rate, seed=seed):
@@ -517,7 +553,7 @@ class Supernet:
                 loss_sum, step_paths = 0.0, paths(rng)
                 for arch in step_paths:
                     enc = self.encode(arch)
-                    loss_sum += float(accumulate(xb, yb, enc["stages"], enc["act"]))
+                    loss_sum += float(self._run(accumulate, xb, yb, enc["stages"], enc["act"]))
                 apply(tf.constant(lr, tf.float32), tf.constant(float(step)))
                 images += int(xb.shape[0]) * len(step_paths)
                 epoch_losses.append(loss_sum / len(step_paths))

@@ -43,6 +43,16 @@ EfficientNet-EdgeTPU-S, width 0.5, 5000 CIFAR-10 images x 3 epochs (117 steps of
 / 2e-3 / 5e-3 gave 39.2 / 39.8 / 32.4 % validation accuracy, SGD-Nesterov 0.05 / 0.2 gave
 41.6 / 19.1 %; Adam is the default (less sensitive to the architecture's depth and width)."""
 EVAL_BATCH_SIZE = 256
+
+
+def eval_batch_size(resolution: int, train_batch: int) -> int:
+    """Images per evaluation (and BatchNorm recalibration) batch: `EVAL_BATCH_SIZE` up to 64 px,
+    fewer above (as many pixels as 256 images of 64 px, but not fewer than one replica's training
+    batch, which fits): at 224 px a 256-image batch of EfficientNet-EdgeTPU-S's activations took
+    RSS to 8.5 GiB on this machine (benchmarks/stream_bench.py)."""
+    by_pixels = EVAL_BATCH_SIZE * 64 * 64 // max(1, int(resolution)) ** 2
+    return max(1, min(EVAL_BATCH_SIZE, max(int(train_batch), by_pixels)))
+
 BN_RECAL_IMAGES = 512
 """Training images `recalibrate_batchnorm` averages BatchNorm statistics over (~1.5 s for the
 EfficientNet-EdgeTPU-S proxy; 256 / 512 / 1024 / 3000 images gave 32.1 / 32.4 / 32.7 / 32.4 %
@@ -463,16 +473,17 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
                                 "accuracy": float(hist.history["accuracy"][i]),
                                 "learning_rate": float(keras.ops.convert_to_numpy(lr_e)),
                                 "seconds": check.seconds[i] if i < len(check.seconds) else None})
+        eval_bs = eval_batch_size(resolution, global_batch // setup.replicas)
         if recalibrate_bn:
-            recalibrate_batchnorm(model, data, resolution=resolution, seed=int(seed))
-        val_loss, val_acc = evaluate(model, data, "val", resolution=resolution)
+            recalibrate_batchnorm(model, data, resolution=resolution, seed=int(seed), batch_size=eval_bs)
+        val_loss, val_acc = evaluate(model, data, "val", resolution=resolution, batch_size=eval_bs)
         if not _finite(val_loss):
             raise TrainingDiverged(f"training diverged: validation loss {val_loss} after "
                                    f"{epochs} epochs; lower the learning rate",
                                    epoch=epochs, step=steps, loss=val_loss)
         test_loss = test_acc = None
         if test:
-            test_loss, test_acc = evaluate(model, data, "test", resolution=resolution)
+            test_loss, test_acc = evaluate(model, data, "test", resolution=resolution, batch_size=eval_bs)
         if save_path is not None and setup.is_chief:
             Path(save_path).parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(save_path).with_name(Path(save_path).stem + ".partial.keras")

@@ -1,8 +1,8 @@
 """Where training runs: devices, the `tf.distribute` strategy, the precision, XLA (params ``train``).
 
-One process trains under one `Setup`, made once by `configure` from the params' ``train`` section
-and returned by `current` to every training of the process (stand-alone proxies, stage 2, the
-scaled variants, the baselines, ``accelnas train``):
+One process trains under one `Setup`, made once by `configure` from the params' ``train``
+section and returned by `current` to every training of the process (stand-alone proxies, the
+supernet, stage 2, the scaled variants, the baselines, ``accelnas train``):
 
 - ``strategy``: ``one_device`` (TensorFlow's default strategy: the first GPU, else the CPU),
   ``mirrored`` (``tf.distribute.MirroredStrategy`` over the local GPUs, or over the logical CPUs of

@@ -55,6 +55,10 @@ LABEL_KEY = "image/class/label"
 IMAGE_KEY = "image/encoded"
 CACHE_ENV = "ACCELNAS_CACHE_DIR"
 CROP_PADDING = 32  # evaluation centre crop: resolution / (resolution + 32) of the shorter side
+PREFETCH_BATCHES = 2  # batches decoded ahead of training (a fixed, small buffer)
+AUTOTUNE_RAM_BYTES = 1 << 29
+"""tf.data's autotuner may grow its buffers up to this (its default, half the machine's memory, let
+a 224 px pipeline that outruns training buffer 8.5 GiB: benchmarks/stream_bench.py)."""
 SHUFFLE_CHUNK = 1024  # records shuffled together (besides the per-epoch file order) in TFRecord streams
 _MAGIC = {"jpeg": b"\xff\xd8\xff", "png": b"\x89PNG", "gif": b"GIF8", "bmp": b"BM"}
 
@@ -128,7 +132,10 @@ class StreamedDataset:
             ds = self._reader.ordered(keys, labels).map(lambda b, y, n: (b, y, n, tf.zeros([2], tf.int64)))
         ds = ds.map(lambda b, y, n, s: (prep(b, n, s), y), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(PREFETCH_BATCHES)
+        options = tf.data.Options()
+        options.autotune.ram_budget = AUTOTUNE_RAM_BYTES
+        return ds.with_options(options)
 
     def summary(self) -> dict:
         return {"source": self.source, "num_classes": self.num_classes, "image_size": None,
