@@ -83,7 +83,7 @@ def main() -> int:
     # 1. start-up: indexing a tenth of the folder vs all of it
     small = Path(tmp.name) / "small"
     for split, n in (("train", a.train // 10), ("test", a.test // 10)):
-        for f in sorted((root / split).rglob("*.jpg"))[:n]:
+        for f in sorted((root / split).rglob("*.jpg"))[::10][:n]:  # every class
             dest = small / split / f.parent.name / f.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.symlink(f, dest)
