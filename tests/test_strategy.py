@@ -186,6 +186,8 @@ def test_train_resumes_after_a_kill(tmp_path):
     r = json.loads(again.stdout.strip().splitlines()[-1])
     assert r["resumed_from"] == done_before and r["epochs_done"] == 4
     assert [h["epoch"] for h in r["history"]] == list(range(done_before + 1, 5))
+    lrs = [h["learning_rate"] for h in r["history"]]  # the schedule went on where it stopped
+    assert lrs == sorted(lrs, reverse=True) and (len(lrs) == 1 or lrs[0] > lrs[-1])
     assert json.loads((out / "result.json").read_text())["resumed_from"] == done_before
 
 

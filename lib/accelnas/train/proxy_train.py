@@ -466,7 +466,10 @@ def train_proxy(arch: ArchSpec, data, *, epochs: int, batch_size: int, resolutio
                                  steps_per_epoch=steps_per_epoch, shuffle=False,
                                  callbacks=[check, *extra, *callbacks])
             fit_s = time.perf_counter() - t_fit
-            lr_fn = model.optimizer.learning_rate
+            # the schedule (Keras 3's optimizer.learning_rate is its current value: the last one)
+            inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # loss scaling
+            lr_fn = getattr(inner, "_learning_rate", None)
+            lr_fn = lr_fn if callable(lr_fn) else model.optimizer.learning_rate
             for i, e in enumerate(range(resumed_from, resumed_from + len(hist.history.get("loss", [])))):
                 lr_e = lr_fn((e + 1) * steps_per_epoch - 1) if callable(lr_fn) else lr_fn
                 history.append({"epoch": e + 1, "loss": float(hist.history["loss"][i]),
